@@ -1,0 +1,94 @@
+// Position-wise feed-forward networks: the FFN used as one expert (and as the dense baseline), and
+// the ExpertBank that holds E of them and runs each over its contiguous segment of packed rows.
+//
+// Parameters are named by global expert id ("3.w1" inside the bank, "experts.3.w1" in an MoELayer),
+// so checkpoints do not depend on how experts are sharded across ranks. Weight layout per expert:
+// w1 [d, h], b1 [h], w2 [h, d], b2 [d]; the gated activation (SwiGLU) adds w3 [d, h], b3 [h].
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <torch/nn/module.h>
+#include <torch/nn/pimpl.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace moe {
+
+enum class Activation {
+  kRelu,    ///< relu(x W1 + b1) W2 + b2 (fairseq MT, SMoE, THOR)
+  kGelu,    ///< gelu (erf form) (Megatron LM, XMoE LM)
+  kSwiGLU,  ///< (silu(x W1 + b1) ⊙ (x W3 + b3)) W2 + b2 (Shazeer 2020, "GLU Variants Improve Transformer")
+};
+/// Parses "relu", "gelu", "swiglu"; throws moe::Error listing the allowed names otherwise.
+Activation parse_activation(const std::string& name);
+std::string to_string(Activation activation);
+
+enum class ExpertInit {
+  kIndependent,  ///< every expert drawn independently (SMoE, THOR, GShard)
+  kReplicated,   ///< every expert a copy of the first (XMoE's official code deep-copies one expert)
+};
+ExpertInit parse_expert_init(const std::string& name);
+std::string to_string(ExpertInit init);
+
+struct FFNOptions {
+  int64_t d_model = 0;  ///< input and output width d (>= 1)
+  int64_t hidden = 0;   ///< inner width h (>= 1); XMoE small experts use d_ff / 8 and the like
+  Activation activation = Activation::kRelu;
+  /// Dropout on the activation, inside the FFN (fairseq activation_dropout). In [0, 1).
+  double activation_dropout = 0.0;
+  /// Dropout on the FFN output, inside the expert and so before the gate weighting (SMoE applies the
+  /// layer's dropout there). In [0, 1).
+  double output_dropout = 0.0;
+  bool fc1_bias = true;  ///< b1 (and b3 for SwiGLU)
+  bool fc2_bias = true;  ///< b2; false reproduces the XMoE LM code, which never applies it
+
+  void validate(const std::string& owner = "FFNOptions") const;
+};
+
+/// One feed-forward network. forward: x [N, d] floating -> [N, d].
+class FFNImpl : public torch::nn::Module {
+ public:
+  explicit FFNImpl(const FFNOptions& options);
+  void reset_parameters();
+  at::Tensor forward(const at::Tensor& x);
+
+  FFNOptions options;
+  at::Tensor w1, b1, w2, b2, w3, b3;  ///< undefined when not used (biases off, non-gated activation)
+};
+TORCH_MODULE(FFN);
+
+struct ExpertBankOptions {
+  FFNOptions ffn;           ///< the shape and behaviour of each expert
+  int64_t num_experts = 0;  ///< E, experts in the whole layer (>= 1)
+  int64_t first_expert = 0; ///< global id of this bank's first expert (expert parallelism)
+  int64_t num_local_experts = -1;  ///< experts held here; -1 = all E
+  ExpertInit init = ExpertInit::kIndependent;
+
+  void validate(const std::string& owner = "ExpertBankOptions") const;
+  int64_t local_count() const { return num_local_experts < 0 ? num_experts : num_local_experts; }
+};
+
+/// The experts of one MoE layer.
+class ExpertBankImpl : public torch::nn::Module {
+ public:
+  explicit ExpertBankImpl(const ExpertBankOptions& options);
+  void reset_parameters();
+
+  /// packed: [N, d] floating, rows grouped by local expert in order (DispatchLayout packing).
+  /// rows_per_expert: [num_local_experts] int64 on the CPU, summing to N.
+  /// Returns [N, d]: each segment through its expert, one matmul chain per non-empty segment.
+  at::Tensor forward(const at::Tensor& packed, const at::Tensor& rows_per_expert);
+
+  /// The expert with global id `global_id` (must be held by this bank).
+  FFN expert(int64_t global_id) const;
+
+  ExpertBankOptions options;
+
+ private:
+  std::vector<FFN> experts_;
+};
+TORCH_MODULE(ExpertBank);
+
+}  // namespace moe

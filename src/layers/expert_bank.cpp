@@ -1,0 +1,156 @@
+// FFN experts and the ExpertBank (see moe/layers/expert_bank.h).
+#include "moe/layers/expert_bank.h"
+
+#include <ATen/ATen.h>
+#include <torch/nn/functional/dropout.h>
+
+#include <cmath>
+
+#include "moe/core/error.h"
+
+namespace moe {
+
+Activation parse_activation(const std::string& name) {
+  if (name == "relu") return Activation::kRelu;
+  if (name == "gelu") return Activation::kGelu;
+  if (name == "swiglu") return Activation::kSwiGLU;
+  throw Error("activation must be one of relu, gelu, swiglu; got '" + name + "'");
+}
+
+std::string to_string(Activation activation) {
+  switch (activation) {
+    case Activation::kRelu: return "relu";
+    case Activation::kGelu: return "gelu";
+    case Activation::kSwiGLU: return "swiglu";
+  }
+  return "?";
+}
+
+ExpertInit parse_expert_init(const std::string& name) {
+  if (name == "independent") return ExpertInit::kIndependent;
+  if (name == "replicated") return ExpertInit::kReplicated;
+  throw Error("expert init must be one of independent, replicated; got '" + name + "'");
+}
+
+std::string to_string(ExpertInit init) { return init == ExpertInit::kIndependent ? "independent" : "replicated"; }
+
+void FFNOptions::validate(const std::string& owner) const {
+  MOE_CHECK(d_model >= 1, owner, ".d_model must be >= 1, got ", d_model);
+  MOE_CHECK(hidden >= 1, owner, ".hidden must be >= 1, got ", hidden);
+  MOE_CHECK(std::isfinite(activation_dropout) && activation_dropout >= 0 && activation_dropout < 1, owner,
+            ".activation_dropout must be in [0, 1), got ", activation_dropout);
+  MOE_CHECK(std::isfinite(output_dropout) && output_dropout >= 0 && output_dropout < 1, owner,
+            ".output_dropout must be in [0, 1), got ", output_dropout);
+}
+
+FFNImpl::FFNImpl(const FFNOptions& options_) : options(options_) {
+  options.validate();
+  const int64_t d = options.d_model, h = options.hidden;
+  w1 = register_parameter("w1", at::empty({d, h}));
+  if (options.fc1_bias) b1 = register_parameter("b1", at::empty({h}));
+  w2 = register_parameter("w2", at::empty({h, d}));
+  if (options.fc2_bias) b2 = register_parameter("b2", at::empty({d}));
+  if (options.activation == Activation::kSwiGLU) {
+    w3 = register_parameter("w3", at::empty({d, h}));
+    if (options.fc1_bias) b3 = register_parameter("b3", at::empty({h}));
+  }
+  reset_parameters();
+}
+
+void FFNImpl::reset_parameters() {
+  // nn.Linear's default: weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+  torch::NoGradGuard no_grad;
+  const double bound1 = 1.0 / std::sqrt(static_cast<double>(options.d_model));
+  const double bound2 = 1.0 / std::sqrt(static_cast<double>(options.hidden));
+  for (auto* p : {&w1, &b1, &w3, &b3}) {
+    if (p->defined()) p->uniform_(-bound1, bound1);
+  }
+  for (auto* p : {&w2, &b2}) {
+    if (p->defined()) p->uniform_(-bound2, bound2);
+  }
+}
+
+at::Tensor FFNImpl::forward(const at::Tensor& x) {
+  namespace F = torch::nn::functional;
+  auto h = b1.defined() ? at::addmm(b1, x, w1) : at::matmul(x, w1);
+  switch (options.activation) {
+    case Activation::kRelu: h = at::relu(h); break;
+    case Activation::kGelu: h = at::gelu(h); break;
+    case Activation::kSwiGLU: h = at::silu(h) * (b3.defined() ? at::addmm(b3, x, w3) : at::matmul(x, w3)); break;
+  }
+  if (options.activation_dropout > 0) {
+    h = F::dropout(h, F::DropoutFuncOptions().p(options.activation_dropout).training(is_training()));
+  }
+  auto y = b2.defined() ? at::addmm(b2, h, w2) : at::matmul(h, w2);
+  if (options.output_dropout > 0) {
+    y = F::dropout(y, F::DropoutFuncOptions().p(options.output_dropout).training(is_training()));
+  }
+  return y;
+}
+
+void ExpertBankOptions::validate(const std::string& owner) const {
+  ffn.validate(owner + ".ffn");
+  MOE_CHECK(num_experts >= 1, owner, ".num_experts must be >= 1, got ", num_experts);
+  MOE_CHECK(first_expert >= 0 && first_expert < num_experts, owner, ".first_expert must be in [0, ",
+            num_experts, "), got ", first_expert);
+  MOE_CHECK(num_local_experts == -1 || (num_local_experts >= 1 && first_expert + num_local_experts <= num_experts),
+            owner, ".num_local_experts must be -1 (all) or in [1, ", num_experts - first_expert, "], got ",
+            num_local_experts);
+}
+
+ExpertBankImpl::ExpertBankImpl(const ExpertBankOptions& options_) : options(options_) {
+  options.validate();
+  if (options.num_local_experts < 0) options.num_local_experts = options.num_experts;
+  for (int64_t i = 0; i < options.num_local_experts; ++i) {
+    experts_.push_back(register_module(std::to_string(options.first_expert + i), FFN(options.ffn)));
+  }
+  reset_parameters();
+}
+
+void ExpertBankImpl::reset_parameters() {
+  for (auto& e : experts_) e->reset_parameters();
+  if (options.init == ExpertInit::kReplicated) {
+    torch::NoGradGuard no_grad;
+    auto source = experts_.front()->parameters();
+    for (size_t i = 1; i < experts_.size(); ++i) {
+      auto target = experts_[i]->parameters();
+      for (size_t j = 0; j < target.size(); ++j) target[j].copy_(source[j]);
+    }
+  }
+}
+
+FFN ExpertBankImpl::expert(int64_t global_id) const {
+  const int64_t local = global_id - options.first_expert;
+  MOE_CHECK(local >= 0 && local < static_cast<int64_t>(experts_.size()), "ExpertBank: expert ", global_id,
+            " is not held here (held: [", options.first_expert, ", ", options.first_expert + options.num_local_experts,
+            "))");
+  return experts_[local];
+}
+
+at::Tensor ExpertBankImpl::forward(const at::Tensor& packed, const at::Tensor& rows_per_expert) {
+  const int64_t E = static_cast<int64_t>(experts_.size());
+  MOE_CHECK(packed.dim() == 2 && packed.size(1) == options.ffn.d_model, "ExpertBank: packed must be [N, ",
+            options.ffn.d_model, "], got ", packed.sizes());
+  MOE_CHECK(rows_per_expert.dim() == 1 && rows_per_expert.size(0) == E &&
+                rows_per_expert.scalar_type() == at::kLong && rows_per_expert.device().is_cpu(),
+            "ExpertBank: rows_per_expert must be a CPU int64 [", E, "] tensor, got ", rows_per_expert.sizes(), " ",
+            rows_per_expert.scalar_type(), " on ", rows_per_expert.device());
+  auto counts = rows_per_expert.contiguous();
+  const int64_t* c = counts.data_ptr<int64_t>();
+  std::vector<at::Tensor> outputs;
+  int64_t start = 0;
+  for (int64_t e = 0; e < E; ++e) {
+    MOE_CHECK(c[e] >= 0, "ExpertBank: rows_per_expert[", e, "] = ", c[e], " is negative");
+    if (c[e] == 0) continue;
+    MOE_CHECK(start + c[e] <= packed.size(0), "ExpertBank: rows_per_expert sums past the ", packed.size(0),
+              " packed rows");
+    outputs.push_back(experts_[e]->forward(packed.narrow(0, start, c[e])));
+    start += c[e];
+  }
+  MOE_CHECK(start == packed.size(0), "ExpertBank: rows_per_expert sums to ", start, " but packed has ",
+            packed.size(0), " rows");
+  if (outputs.empty()) return packed.new_zeros({0, options.ffn.d_model});
+  return outputs.size() == 1 ? outputs.front() : at::cat(outputs, 0);
+}
+
+}  // namespace moe

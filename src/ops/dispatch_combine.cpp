@@ -1,0 +1,79 @@
+// dispatch and combine: argument checks, device selection and the autograd wiring over the CPU
+// references (see moe/ops/dispatch_combine.h). The CUDA kernels plug in here (issue 5).
+#include "moe/ops/dispatch_combine.h"
+
+#include <ATen/ATen.h>
+#include <torch/autograd.h>
+
+#include "moe/core/error.h"
+#include "ops/dispatch_combine_reference.h"
+
+namespace moe {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::tensor_list;
+
+void check_layout(const DispatchLayout& layout, const char* op) {
+  MOE_CHECK(layout.slot_row.defined() && layout.row_token.defined(), op,
+            ": the layout is empty; build it with build_layout()");
+}
+
+void check_floating_2d(const at::Tensor& t, const char* op, const char* name) {
+  MOE_CHECK(t.defined(), op, ": ", name, " is undefined");
+  MOE_CHECK(t.dim() == 2, op, ": ", name, " must be 2-D, got shape ", t.sizes());
+  MOE_CHECK(at::isFloatingType(t.scalar_type()), op, ": ", name, " must be floating, got ",
+            t.scalar_type());
+  MOE_CHECK(t.device().is_cpu(), op, ": moe was built without CUDA support; ", name, " is on ",
+            t.device());
+}
+
+struct DispatchFunction : public torch::autograd::Function<DispatchFunction> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& row_token,
+                            const at::Tensor& slot_row) {
+    ctx->save_for_backward({slot_row});
+    return detail::dispatch_reference(x, row_token);
+  }
+  static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
+    auto slot_row = ctx->get_saved_variables()[0];
+    return {detail::dispatch_backward_reference(grads[0].contiguous(), slot_row), at::Tensor(), at::Tensor()};
+  }
+};
+
+struct CombineFunction : public torch::autograd::Function<CombineFunction> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& packed, const at::Tensor& weight,
+                            const at::Tensor& slot_row, const at::Tensor& row_token,
+                            const at::Tensor& row_slot) {
+    ctx->save_for_backward({packed, weight, slot_row, row_token, row_slot});
+    return detail::combine_reference(packed, slot_row, weight);
+  }
+  static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
+    auto saved = ctx->get_saved_variables();
+    auto [grad_packed, grad_weight] =
+        detail::combine_backward_reference(grads[0].contiguous(), saved[0], saved[2], saved[3], saved[4], saved[1]);
+    return {grad_packed, grad_weight, at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+}  // namespace
+
+at::Tensor dispatch(const at::Tensor& x, const DispatchLayout& layout) {
+  check_layout(layout, "dispatch");
+  check_floating_2d(x, "dispatch", "x");
+  MOE_CHECK(x.size(0) == layout.num_tokens, "dispatch: x has ", x.size(0), " rows but the layout has ",
+            layout.num_tokens, " tokens");
+  return DispatchFunction::apply(x, layout.row_token, layout.slot_row);
+}
+
+at::Tensor combine(const at::Tensor& packed_out, const DispatchLayout& layout, const at::Tensor& weight) {
+  check_layout(layout, "combine");
+  check_floating_2d(packed_out, "combine", "packed_out");
+  check_floating_2d(weight, "combine", "weight");
+  MOE_CHECK(packed_out.size(0) == layout.num_rows(), "combine: packed_out has ", packed_out.size(0),
+            " rows but the layout has ", layout.num_rows());
+  MOE_CHECK(weight.size(0) == layout.num_tokens && weight.size(1) == layout.top_k,
+            "combine: weight must be [", layout.num_tokens, ", ", layout.top_k, "], got ", weight.sizes());
+  return CombineFunction::apply(packed_out, weight, layout.slot_row, layout.row_token, layout.row_slot);
+}
+
+}  // namespace moe

@@ -1,0 +1,43 @@
+// The router registry: built-in routers are registered here, once, under std::call_once.
+// To add a router: write its header/source pair and add one line to register_builtin_routers().
+#include <mutex>
+
+#include "moe/core/registry.h"
+#include "moe/routing/router.h"
+#include "moe/routing/topk_router.h"
+
+namespace moe {
+namespace {
+
+Registry<RouterFactory>& router_registry() {
+  static Registry<RouterFactory> registry("router");
+  return registry;
+}
+
+template <typename Impl>
+RouterFactory factory_of() {
+  return [](const RouterOptions& options) { return std::make_shared<Impl>(options); };
+}
+
+void register_builtin_routers() {
+  auto& registry = router_registry();
+  registry.add("topk", factory_of<TopKRouterImpl>());
+}
+
+Registry<RouterFactory>& routers() {
+  static std::once_flag once;
+  std::call_once(once, register_builtin_routers);
+  return router_registry();
+}
+
+}  // namespace
+
+void register_router(const std::string& name, RouterFactory factory) { routers().add(name, std::move(factory)); }
+
+std::shared_ptr<RouterImpl> make_router(const std::string& name, const RouterOptions& options) {
+  return routers().get(name)(options);
+}
+
+std::vector<std::string> known_routers() { return routers().names(); }
+
+}  // namespace moe

@@ -1,0 +1,79 @@
+// Top-k softmax router, Switch (k = 1) and GShard (k = 2) (see moe/routing/topk_router.h).
+#include "moe/routing/topk_router.h"
+
+#include <ATen/ATen.h>
+#include <torch/nn/init.h>
+
+#include <cmath>
+#include <limits>
+
+#include "moe/core/error.h"
+#include "moe/routing/losses.h"
+
+namespace moe {
+namespace {
+
+// Standard Gumbel(0, 1) noise, -log(-log(U)) with U in (0, 1) (fairseq gumbel_rsample).
+at::Tensor gumbel_noise(const at::Tensor& like, const std::optional<at::Generator>& generator) {
+  const double tiny = like.scalar_type() == at::kDouble ? 1e-300 : 1e-30;
+  auto u = at::empty_like(like).uniform_(0.0, 1.0, generator).clamp_(tiny, 1.0 - 1e-7);
+  return -at::log(-at::log(u));
+}
+
+}  // namespace
+
+TopKRouterImpl::TopKRouterImpl(const RouterOptions& options) : RouterImpl(options) {
+  options_.validate("TopKRouterOptions");
+  if (options_.normalization == WeightNormalization::kAuto) {
+    options_.normalization = options_.top_k == 1 ? WeightNormalization::kNone : WeightNormalization::kKept;
+  }
+  weight = register_parameter("weight", at::empty({options_.num_experts, options_.d_model}));
+  reset_parameters();
+}
+
+void TopKRouterImpl::reset_parameters() {
+  // nn.Linear(d, E, bias=False) default initialisation: U(-1/sqrt(d), 1/sqrt(d)).
+  const double bound = 1.0 / std::sqrt(static_cast<double>(options_.d_model));
+  torch::NoGradGuard no_grad;
+  weight.uniform_(-bound, bound);
+}
+
+RoutingPlan TopKRouterImpl::route(const at::Tensor& hidden) {
+  MOE_CHECK(hidden.dim() == 2 && hidden.size(1) == options_.d_model, "TopKRouter: hidden must be [T, ",
+            options_.d_model, "], got ", hidden.sizes());
+  const int64_t T = hidden.size(0), E = options_.num_experts, K = options_.top_k;
+  const bool training = is_training();
+  // Route in fp32, or fp64 when the input or the weight is fp64.
+  const auto dtype = (hidden.scalar_type() == at::kDouble || weight.scalar_type() == at::kDouble) ? at::kDouble
+                                                                                                   : at::kFloat;
+  auto x = hidden.to(dtype);
+  if (training && options_.jitter > 0) {
+    x = x * at::empty_like(x).uniform_(1.0 - options_.jitter, 1.0 + options_.jitter, generator_);
+  }
+  auto logits = at::matmul(x, weight.to(dtype).t());  // [T, E]
+  auto probs = at::softmax(logits, -1);
+
+  auto top1 = probs.argmax(-1);  // [T], pre-capacity top-1
+  std::vector<at::Tensor> picks{top1.unsqueeze(1)};
+  if (K > 1) {
+    at::NoGradGuard no_grad;
+    const bool sample = options_.second_expert_policy == SecondExpertPolicy::kSampling &&
+                        (training || options_.sample_in_eval);
+    auto scores = sample ? (logits.detach() + gumbel_noise(logits, generator_)) : probs.detach().clone();
+    const double neg_inf = -std::numeric_limits<double>::infinity();
+    for (int64_t r = 1; r < K; ++r) {
+      scores.scatter_(1, picks.back(), neg_inf);
+      picks.push_back(scores.argmax(-1, /*keepdim=*/true));
+    }
+  }
+  RoutingPlan plan;
+  plan.expert_index = at::cat(picks, 1);  // [T, K]
+  plan.weight = probs.gather(1, plan.expert_index);
+  plan.normalization = options_.normalization;
+  plan.capacity = compute_capacity(options_.capacity, T, E, K, training);
+  plan.aux_losses["balance"] = AuxLoss{load_balancing_loss(probs, top1), options_.balance_loss_coef};
+  plan.aux_losses["z"] = AuxLoss{router_z_loss(logits), options_.z_loss_coef};
+  return plan;
+}
+
+}  // namespace moe

@@ -1,0 +1,247 @@
+// Top-k router (Switch/GShard), capacity formulas, auxiliary losses against hand-computed values,
+// weight normalisation, sampling determinism, numerical edge cases and the registry.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "moe/core/error.h"
+#include "moe/routing/capacity.h"
+#include "moe/routing/losses.h"
+#include "moe/routing/topk_router.h"
+#include "tolerances.h"
+
+namespace moe {
+namespace {
+
+RouterOptions options(int64_t d, int64_t E, int64_t k) {
+  RouterOptions o;
+  o.d_model = d;
+  o.num_experts = E;
+  o.top_k = k;
+  return o;
+}
+
+TEST(LossesTest, BalanceLossHandComputed) {
+  // top-1 = (0, 1, 0): f = (2/3, 1/3); P = (2/3, 1/3); E Σ f P = 2 (4/9 + 1/9) = 10/9.
+  auto probs = at::tensor({0.7, 0.3, 0.4, 0.6, 0.9, 0.1}, at::kDouble).view({3, 2});
+  auto loss = load_balancing_loss(probs, probs.argmax(1));
+  EXPECT_NEAR(loss.item<double>(), 10.0 / 9.0, 1e-15);
+  // Perfect balance gives 1.
+  auto uniform = at::full({4, 4}, 0.25, at::kDouble);
+  EXPECT_NEAR(load_balancing_loss(uniform, at::arange(4)).item<double>(), 1.0, 1e-15);
+  EXPECT_EQ(load_balancing_loss(at::zeros({0, 3}, at::kDouble), at::zeros({0}, at::kLong)).item<double>(), 0.0);
+}
+
+TEST(LossesTest, ZLossHandComputed) {
+  auto logits = at::tensor({1.0, 2.0, 0.0, 0.0, 3.0, -1.0}, at::kDouble).view({3, 2});
+  const double l0 = std::log(std::exp(1.0) + std::exp(2.0));
+  const double l1 = std::log(2.0);
+  const double l2 = std::log(std::exp(3.0) + std::exp(-1.0));
+  EXPECT_NEAR(router_z_loss(logits).item<double>(), (l0 * l0 + l1 * l1 + l2 * l2) / 3.0, 1e-14);
+}
+
+TEST(CapacityTest, FormulasMatchFairseqAndDeepSpeed) {
+  CapacityOptions c;
+  // fairseq top2gating: 2 * ceil(T / E).
+  EXPECT_EQ(compute_capacity(c, 10, 4, 2, true), 6);
+  // fairseq top1gating: int(γ * ceil(T / E)).
+  c.capacity_factor = 1.25;
+  EXPECT_EQ(compute_capacity(c, 10, 4, 1, true), 3);
+  // evaluation factor is separate
+  c.eval_capacity_factor = 2.0;
+  EXPECT_EQ(compute_capacity(c, 10, 4, 1, false), 6);
+  // evaluation token fraction: ceil(frac * T)
+  c.eval_token_fraction = 0.25;
+  EXPECT_EQ(compute_capacity(c, 10, 4, 1, false), 3);
+  EXPECT_EQ(compute_capacity(c, 10, 4, 1, true), 3);  // training ignores the fraction
+  // DeepSpeed / XMoE: max(ceil(T / E * γ), min_capacity), clamped to T.
+  CapacityOptions ds;
+  ds.formula = CapacityFormula::kDeepSpeed;
+  ds.capacity_factor = 1.5;
+  ds.min_capacity = 4;
+  EXPECT_EQ(compute_capacity(ds, 100, 8, 2, true), 19);
+  EXPECT_EQ(compute_capacity(ds, 10, 8, 2, true), 4);
+  EXPECT_EQ(compute_capacity(ds, 3, 8, 2, true), 3);  // min capacity above T is clamped to T
+  ds.drop_tokens = false;
+  EXPECT_EQ(compute_capacity(ds, 10, 8, 2, true), -1);
+  EXPECT_EQ(compute_capacity(c, 0, 4, 2, true), 0);
+}
+
+TEST(CapacityTest, RejectsInvalidValues) {
+  CapacityOptions c;
+  c.capacity_factor = 0;
+  try {
+    c.validate("TopKRouterOptions");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(), "TopKRouterOptions.capacity.capacity_factor must be > 0, got 0");
+  }
+  c.capacity_factor = 1;
+  c.eval_token_fraction = 1.5;
+  EXPECT_THROW(c.validate(), Error);
+  EXPECT_THROW(parse_capacity_formula("fixed"), Error);
+}
+
+// Router with weight = identity-like rows so that logits are known.
+TopKRouter crafted_router(int64_t k) {
+  auto o = options(3, 3, k);
+  o.second_expert_policy = SecondExpertPolicy::kGreedy;
+  TopKRouter r(o);
+  torch::NoGradGuard g;
+  r->weight.copy_(at::eye(3));
+  return r;
+}
+
+TEST(TopKRouterTest, GreedyTopTwoSelectionWeightsAndCapacity) {
+  auto router = crafted_router(2);
+  router->eval();
+  // logits == x; token 0 prefers 2 then 0, token 1 prefers 1 then 2.
+  auto x = at::tensor({1.0f, 0.0f, 2.0f, 0.0f, 3.0f, 1.0f}).view({2, 3});
+  auto plan = router->route(x);
+  EXPECT_TRUE(at::equal(plan.expert_index, at::tensor({2, 0, 1, 2}, at::kLong).view({2, 2})));
+  auto probs = at::softmax(x, 1);
+  EXPECT_TRUE(testing::all_close(plan.weight, probs.gather(1, plan.expert_index), testing::tolerance_for(at::kFloat)));
+  EXPECT_EQ(plan.normalization, WeightNormalization::kKept);  // auto for k = 2
+  EXPECT_EQ(plan.capacity, 2);                                // min(2 * ceil(2/3), T=2)
+  EXPECT_FALSE(plan.priority.defined());                      // rank-major FCFS
+  EXPECT_EQ(crafted_router(1)->route(x).normalization, WeightNormalization::kNone);  // Switch
+}
+
+TEST(TopKRouterTest, AuxLossesCarryCoefficients) {
+  auto o = options(3, 3, 1);
+  o.balance_loss_coef = 0.01;
+  o.z_loss_coef = 0.001;
+  TopKRouter router(o);
+  auto x = at::randn({16, 3});
+  auto plan = router->route(x);
+  auto logits = at::matmul(x, router->weight.t());
+  auto probs = at::softmax(logits, 1);
+  EXPECT_NEAR(plan.aux_losses.at("balance").value.item<double>(),
+              load_balancing_loss(probs, probs.argmax(1)).item<double>(), 1e-6);
+  EXPECT_NEAR(plan.aux_losses.at("z").value.item<double>(), router_z_loss(logits).item<double>(), 1e-5);
+  EXPECT_EQ(plan.aux_losses.at("balance").coefficient, 0.01);
+  EXPECT_EQ(plan.aux_losses.at("z").coefficient, 0.001);
+  // The balance loss reaches the router weight.
+  plan.aux_losses.at("balance").value.backward();
+  ASSERT_TRUE(router->weight.grad().defined());
+  EXPECT_GT(router->weight.grad().abs().sum().item<double>(), 0);
+}
+
+TEST(TopKRouterTest, GumbelSamplingIsSeededAndNeverRepeatsTheFirstExpert) {
+  auto o = options(8, 6, 3);
+  TopKRouter router(o);
+  router->train();
+  auto x = at::randn({200, 8});
+  router->set_generator(at::make_generator<at::CPUGeneratorImpl>(5));
+  auto a = router->route(x).expert_index;
+  router->set_generator(at::make_generator<at::CPUGeneratorImpl>(5));
+  auto b = router->route(x).expert_index;
+  router->set_generator(at::make_generator<at::CPUGeneratorImpl>(6));
+  auto c = router->route(x).expert_index;
+  EXPECT_TRUE(at::equal(a, b));
+  EXPECT_FALSE(at::equal(a, c));
+  // Slot 0 is the plain argmax; later slots are distinct experts.
+  EXPECT_TRUE(at::equal(a.select(1, 0), at::matmul(x, router->weight.t()).argmax(1)));
+  for (int64_t i = 0; i < 3; ++i) {
+    for (int64_t j = i + 1; j < 3; ++j) EXPECT_FALSE(a.select(1, i).eq(a.select(1, j)).any().item<bool>());
+  }
+  // Evaluation is greedy unless sample_in_eval.
+  router->eval();
+  auto greedy = router->route(x).expert_index;
+  auto sorted = std::get<1>(at::matmul(x, router->weight.t()).sort(1, true)).narrow(1, 0, 3);
+  EXPECT_TRUE(at::equal(greedy, sorted));
+}
+
+TEST(TopKRouterTest, JitterOnlyInTraining) {
+  auto o = options(4, 4, 1);
+  o.jitter = 0.1;
+  TopKRouter router(o);
+  auto x = at::randn({32, 4});
+  router->eval();
+  auto z_eval = router->route(x).aux_losses.at("z").value.item<double>();
+  EXPECT_EQ(router->route(x).aux_losses.at("z").value.item<double>(), z_eval);
+  router->train();
+  EXPECT_NE(router->route(x).aux_losses.at("z").value.item<double>(), z_eval);
+}
+
+TEST(TopKRouterTest, NoNaNWithEqualHugeOrSingleTokenLogits) {
+  auto o = options(4, 4, 2);
+  TopKRouter router(o);
+  router->train();
+  {
+    torch::NoGradGuard g;
+    router->weight.zero_();
+  }
+  auto equal = router->route(at::randn({5, 4}));
+  EXPECT_TRUE(at::isfinite(equal.weight).all().item<bool>());
+  EXPECT_NEAR(equal.aux_losses.at("balance").value.item<double>(), 1.0, 1e-6);  // all top-1 on expert 0, P uniform
+  {
+    torch::NoGradGuard g;
+    router->weight.copy_(at::eye(4) * 1e20);
+  }
+  auto huge = router->route(at::randn({7, 4}) * 1e8);
+  EXPECT_TRUE(at::isfinite(huge.weight).all().item<bool>());
+  EXPECT_TRUE(at::isfinite(huge.aux_losses.at("balance").value).item<bool>());
+  auto single = router->route(at::randn({1, 4}));
+  EXPECT_EQ(single.expert_index.sizes(), (std::vector<int64_t>{1, 2}));
+  EXPECT_TRUE(at::isfinite(single.weight).all().item<bool>());
+}
+
+TEST(WeightNormalizationTest, NoneSelectedKept) {
+  auto w = at::tensor({0.5, 0.3, 0.6, 0.2}, at::kDouble).view({2, 2});
+  auto kept = at::tensor({1, 0, 1, 1}, at::kInt).view({2, 2}).to(at::kBool);
+  auto none = normalize_combine_weights(w, kept, WeightNormalization::kNone);
+  EXPECT_TRUE(at::equal(none, at::tensor({0.5, 0.0, 0.6, 0.2}, at::kDouble).view({2, 2})));
+  auto over_kept = normalize_combine_weights(w, kept, WeightNormalization::kKept);
+  EXPECT_TRUE(testing::all_close(over_kept, at::tensor({1.0, 0.0, 0.75, 0.25}, at::kDouble).view({2, 2}),
+                                 testing::tolerance_for(at::kDouble)));
+  auto over_selected = normalize_combine_weights(w, kept, WeightNormalization::kSelected);
+  EXPECT_TRUE(testing::all_close(over_selected, at::tensor({0.625, 0.0, 0.75, 0.25}, at::kDouble).view({2, 2}),
+                                 testing::tolerance_for(at::kDouble)));
+  // Nothing kept: zeros, not NaN.
+  auto none_kept = normalize_combine_weights(w, at::zeros({2, 2}, at::kBool), WeightNormalization::kKept);
+  EXPECT_EQ(none_kept.abs().sum().item<double>(), 0.0);
+}
+
+TEST(RouterRegistryTest, MakeRouterByNameAndUnknownNames) {
+  auto router = make_router("topk", options(4, 4, 2));
+  EXPECT_NE(dynamic_cast<TopKRouterImpl*>(router.get()), nullptr);
+  try {
+    make_router("nope", options(4, 4, 2));
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("unknown router 'nope'; known routers: ", 0), 0u) << e.what();
+    EXPECT_NE(std::string(e.what()).find("topk"), std::string::npos);
+  }
+  EXPECT_THROW(register_router("topk", [](const RouterOptions& o) { return std::make_shared<TopKRouterImpl>(o); }),
+               Error);
+}
+
+TEST(RouterOptionsTest, InvalidValuesNameTheField) {
+  auto expect_message = [](RouterOptions o, const std::string& message) {
+    try {
+      TopKRouter r(o);
+      ADD_FAILURE() << "no error for " << message;
+    } catch (const Error& e) {
+      EXPECT_EQ(std::string(e.what()), message);
+    }
+  };
+  expect_message(options(4, 0, 1), "TopKRouterOptions.num_experts must be >= 1, got 0");
+  expect_message(options(4, 4, 5), "TopKRouterOptions.top_k must be in [1, num_experts=4], got 5");
+  expect_message(options(0, 4, 1), "TopKRouterOptions.d_model must be >= 1, got 0");
+  auto o = options(4, 4, 1);
+  o.jitter = 1.5;
+  expect_message(o, "TopKRouterOptions.jitter must be in [0, 1), got 1.5");
+  o = options(4, 4, 1);
+  o.balance_loss_coef = -1;
+  expect_message(o, "TopKRouterOptions.balance_loss_coef must be >= 0, got -1");
+  o = options(4, 4, 1);
+  o.extra["alpha"] = "x1";
+  EXPECT_THROW(o.extra_double("alpha", 0), Error);
+  EXPECT_EQ(o.extra_double("beta", 2.5), 2.5);
+}
+
+}  // namespace
+}  // namespace moe
