@@ -43,9 +43,12 @@ int main(int argc, char** argv) {
   CLI::App app{"MoE layer forward+backward benchmark (CPU)"};
   int reps = 5, warmup = 1;
   int64_t tokens = 4096;
+  std::string only;
+  app.set_config("--config", "", "TOML file with these options (the command line overrides it)");
   app.add_option("--reps", reps, "timed repetitions (median reported)")->check(CLI::PositiveNumber);
   app.add_option("--warmup", warmup, "untimed repetitions first")->check(CLI::NonNegativeNumber);
   app.add_option("--tokens", tokens, "tokens per batch")->check(CLI::PositiveNumber);
+  app.add_option("--only", only, "run only the configurations whose name contains this text");
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -58,6 +61,7 @@ int main(int argc, char** argv) {
                 static_cast<long long>(tokens));
     std::printf("|---|---|---|---|---|---|---|\n");
     for (const auto& c : configs) {
+      if (!only.empty() && c.name.find(only) == std::string::npos) continue;
       moe::MoELayerOptions options(c.d, c.experts, c.h, c.top_k);
       options.router_options.second_expert_policy = moe::SecondExpertPolicy::kGreedy;
       moe::MoELayer layer(options);

@@ -137,18 +137,21 @@ at::Tensor ExpertBankImpl::forward(const at::Tensor& packed, const at::Tensor& r
             rows_per_expert.scalar_type(), " on ", rows_per_expert.device());
   auto counts = rows_per_expert.contiguous();
   const int64_t* c = counts.data_ptr<int64_t>();
-  std::vector<at::Tensor> outputs;
-  int64_t start = 0;
+  std::vector<int64_t> sizes(c, c + E);
+  int64_t total = 0;
   for (int64_t e = 0; e < E; ++e) {
-    MOE_CHECK(c[e] >= 0, "ExpertBank: rows_per_expert[", e, "] = ", c[e], " is negative");
-    if (c[e] == 0) continue;
-    MOE_CHECK(start + c[e] <= packed.size(0), "ExpertBank: rows_per_expert sums past the ", packed.size(0),
-              " packed rows");
-    outputs.push_back(experts_[e]->forward(packed.narrow(0, start, c[e])));
-    start += c[e];
+    MOE_CHECK(sizes[e] >= 0, "ExpertBank: rows_per_expert[", e, "] = ", sizes[e], " is negative");
+    total += sizes[e];
   }
-  MOE_CHECK(start == packed.size(0), "ExpertBank: rows_per_expert sums to ", start, " but packed has ",
+  MOE_CHECK(total == packed.size(0), "ExpertBank: rows_per_expert sums to ", total, " but packed has ",
             packed.size(0), " rows");
+  // split_with_sizes, not one narrow per expert: its backward is a single concatenation, whereas
+  // each narrow's backward would materialise a full [N, d] gradient.
+  auto segments = packed.split_with_sizes(sizes, 0);
+  std::vector<at::Tensor> outputs;
+  for (int64_t e = 0; e < E; ++e) {
+    if (sizes[e] > 0) outputs.push_back(experts_[e]->forward(segments[e]));
+  }
   if (outputs.empty()) return packed.new_zeros({0, options.ffn.d_model});
   return outputs.size() == 1 ? outputs.front() : at::cat(outputs, 0);
 }
