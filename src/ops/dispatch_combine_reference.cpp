@@ -7,12 +7,15 @@ namespace moe::detail {
 namespace {
 
 // Gathers rows of `src` ([N, d]) at `index` (any shape, -1 = zero row) into [index.numel(), d].
+// Empty slots read row 0 and are then zeroed with a select (not a multiply, so that a non-finite
+// row 0 cannot leak into them); the select is skipped when every slot is kept.
 at::Tensor gather_rows_or_zero(const at::Tensor& src, const at::Tensor& index) {
-  const int64_t n = src.size(0);
-  auto padded = at::cat({src, at::zeros({1, src.size(1)}, src.options())}, 0);
   auto flat = index.reshape({-1});
-  auto safe = at::where(flat.ge(0), flat, at::full_like(flat, n));
-  return padded.index_select(0, safe);
+  if (src.size(0) == 0) return at::zeros({flat.numel(), src.size(1)}, src.options());
+  auto valid = flat.ge(0);
+  auto rows = src.index_select(0, flat.clamp_min(0));
+  if (valid.all().item<bool>()) return rows;
+  return at::where(valid.unsqueeze(1), rows, at::zeros({}, src.options()));
 }
 
 }  // namespace
@@ -38,7 +41,8 @@ at::Tensor combine_reference(const at::Tensor& packed, const at::Tensor& slot_ro
   const auto acc = accumulate_dtype(packed, weight);
   auto gathered = gather_rows_or_zero(packed, slot_row).to(acc).view({t, k, d});
   auto kept_weight = at::where(slot_row.ge(0), weight.to(acc), at::zeros({}, weight.options().dtype(acc)));
-  return (gathered * kept_weight.unsqueeze(-1)).sum(1).to(packed.scalar_type());
+  // [T, 1, K] x [T, K, d]: the weighted sum over slots as one batched matmul (no [T, K, d] temporary).
+  return at::bmm(kept_weight.unsqueeze(1), gathered).squeeze(1).to(packed.scalar_type());
 }
 
 std::pair<at::Tensor, at::Tensor> combine_backward_reference(const at::Tensor& grad_y,
@@ -52,10 +56,10 @@ std::pair<at::Tensor, at::Tensor> combine_backward_reference(const at::Tensor& g
   auto dy = grad_y.to(acc);
   // dpacked[r] = weight[row_token[r], row_slot[r]] * dy[row_token[r]]
   auto row_weight = weight.to(acc).reshape({-1}).index_select(0, row_token * k + row_slot);
-  auto grad_packed = (dy.index_select(0, row_token) * row_weight.unsqueeze(-1)).to(packed.scalar_type());
-  // dweight[t, k] = <dy[t], packed[slot_row[t, k]]>, 0 where the slot was not kept
+  auto grad_packed = dy.index_select(0, row_token).mul_(row_weight.unsqueeze(-1)).to(packed.scalar_type());
+  // dweight[t, k] = <dy[t], packed[slot_row[t, k]]>, 0 where the slot was not kept: [T, K, d] x [T, d, 1]
   auto gathered = gather_rows_or_zero(packed, slot_row).to(acc).view({t, k, d});
-  auto grad_weight = (gathered * dy.unsqueeze(1)).sum(-1).to(weight.scalar_type());
+  auto grad_weight = at::bmm(gathered, dy.unsqueeze(-1)).squeeze(-1).to(weight.scalar_type());
   return {grad_packed, grad_weight};
 }
 
