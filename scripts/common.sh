@@ -16,6 +16,11 @@ APT_PACKAGES=(build-essential cmake ninja-build ccache git python3 python3-venv 
               libcli11-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev googletest
               libsentencepiece-dev sentencepiece gettext)
 
+# The kernels tier needs nvcc; the CUDA toolkit's standard location is often not on PATH.
+if ! command -v nvcc >/dev/null 2>&1 && [ -x /usr/local/cuda/bin/nvcc ]; then
+  export PATH="$PATH:/usr/local/cuda/bin"
+fi
+
 log() { printf '[moe setup %(%H:%M:%S)T] %s\n' -1 "$*"; }
 
 step_timer_start() { STEP_T0=$(date +%s); }
@@ -57,7 +62,7 @@ if spec:
 PY
 )
   if [[ "$have" != "$TORCH_VERSION"* ]]; then
-    log "virtualenv: installing torch==$TORCH_VERSION (about 530 MB download, 1.6 GB on disk)"
+    log "virtualenv: installing torch==$TORCH_VERSION (about 530 MB download, 1.3 GB on disk)"
     # --no-deps: the CPU tier links libtorch_cpu and libc10 only, so the multi-GB cuDNN/cuBLAS/NCCL
     # wheels are not needed; the two CUDA runtime wheels below satisfy libtorch_cpu's links.
     "$MOE_VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps "torch==$TORCH_VERSION"
