@@ -29,8 +29,12 @@ class CosineRouterImpl : public moe::RouterImpl {
     expert_embedding = register_parameter("expert_embedding", torch::randn({options_.num_experts, projection_dim_}));
   }
 
-  // hidden: [T, d_model] -> RoutingPlan with expert_index/weight [T, top_k].
-  moe::RoutingPlan route(const at::Tensor& hidden) override {
+  at::Tensor projection;        // [d_model, cosine_dim]
+  at::Tensor expert_embedding;  // [E, cosine_dim]
+
+ protected:
+  // hidden: [T, d_model] (checked by RouterImpl::route) -> RoutingPlan with expert_index/weight [T, top_k].
+  moe::RoutingPlan route_impl(const at::Tensor& hidden, const moe::RoutingContext& /*context*/) override {
     auto x = torch::nn::functional::normalize(torch::matmul(hidden.to(torch::kFloat), projection),
                                               torch::nn::functional::NormalizeFuncOptions().dim(1));
     auto e = torch::nn::functional::normalize(expert_embedding, torch::nn::functional::NormalizeFuncOptions().dim(1));
@@ -47,9 +51,6 @@ class CosineRouterImpl : public moe::RouterImpl {
     plan.aux_losses["balance"] = {moe::load_balancing_loss(probs, index.select(1, 0)), options_.balance_loss_coef};
     return plan;                                           // priority left undefined: rank-major FCFS
   }
-
-  at::Tensor projection;        // [d_model, cosine_dim]
-  at::Tensor expert_embedding;  // [E, cosine_dim]
 
  private:
   int64_t projection_dim_ = 16;

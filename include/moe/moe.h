@@ -12,4 +12,8 @@
 #include "moe/routing/capacity.h"
 #include "moe/routing/losses.h"
 #include "moe/routing/router.h"
+#include "moe/routing/expert_choice_router.h"
+#include "moe/routing/hash_router.h"
+#include "moe/routing/stochastic_router.h"
+#include "moe/routing/threshold_router.h"
 #include "moe/routing/topk_router.h"

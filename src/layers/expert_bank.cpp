@@ -100,7 +100,7 @@ void ExpertBankOptions::validate(const std::string& owner) const {
 
 ExpertBankImpl::ExpertBankImpl(const ExpertBankOptions& options_) : options(options_) {
   options.validate();
-  if (options.num_local_experts < 0) options.num_local_experts = options.num_experts;
+  options.num_local_experts = options.local_count();
   for (int64_t i = 0; i < options.num_local_experts; ++i) {
     experts_.push_back(register_module(std::to_string(options.first_expert + i), FFN(options.ffn)));
   }

@@ -34,9 +34,27 @@ at::Tensor check_and_flatten(const at::Tensor& x, int64_t d_model, const at::Ten
 
 }  // namespace
 
+void check_plan(const RoutingPlan& plan, int64_t num_tokens, const std::string& router) {
+  MOE_CHECK(plan.expert_index.defined() && plan.expert_index.dim() == 2 && plan.expert_index.size(0) == num_tokens &&
+                plan.expert_index.scalar_type() == at::kLong,
+            "router '", router, "' returned expert_index ",
+            plan.expert_index.defined() ? plan.expert_index.sizes() : at::IntArrayRef{}, " ",
+            plan.expert_index.defined() ? plan.expert_index.scalar_type() : at::kLong, "; expected [", num_tokens,
+            ", K] int64");
+  MOE_CHECK(plan.weight.defined() && plan.weight.sizes() == plan.expert_index.sizes() &&
+                at::isFloatingType(plan.weight.scalar_type()),
+            "router '", router, "' returned weight ", plan.weight.defined() ? plan.weight.sizes() : at::IntArrayRef{},
+            "; expected floating ", plan.expert_index.sizes());
+  MOE_CHECK(!plan.priority.defined() || plan.priority.sizes() == plan.expert_index.sizes(), "router '", router,
+            "' returned priority ", plan.priority.sizes(), "; expected ", plan.expert_index.sizes());
+  MOE_CHECK(plan.normalization != WeightNormalization::kAuto, "router '", router,
+            "' returned normalization 'auto'; a router must resolve it");
+}
+
 at::Tensor MoEStats::total_aux_loss() const {
   at::Tensor total;
   for (const auto& [name, loss] : aux_losses) {
+    if (loss.coefficient == 0) continue;  // 0 · inf would be NaN
     auto term = loss.weighted();
     total = total.defined() ? total + term : term;
   }
@@ -82,27 +100,32 @@ void MoELayerOptions::validate() const {
             num_experts, ", got ", experts.num_experts);
   router_options.validate("MoELayerOptions.router_options");
   experts.validate("MoELayerOptions.experts");
+  MOE_CHECK(experts.first_expert == 0, "MoELayerOptions.experts.first_expert must be 0 on one process, got ",
+            experts.first_expert);
   MOE_CHECK(experts.local_count() == num_experts,
             "MoELayerOptions.experts.num_local_experts must be -1 or num_experts=", num_experts,
             " on one process (expert parallelism shards experts), got ", experts.num_local_experts);
 }
 
-MoELayerImpl::MoELayerImpl(const MoELayerOptions& options_) : options(options_) { reset(); }
-
-void MoELayerImpl::reset() {
+MoELayerImpl::MoELayerImpl(const MoELayerOptions& options_) : options(options_) {
   options.validate();
   router = register_module("router", make_router(options.router, options.router_options));
   experts = register_module("experts", ExpertBank(options.experts));
 }
 
-MoEOutput MoELayerImpl::forward(const at::Tensor& x) {
+MoEOutput MoELayerImpl::forward_impl(const at::Tensor& x, const at::Tensor& token_ids) {
   auto hidden = check_and_flatten(x, options.d_model, experts->expert(options.experts.first_expert)->w1,
                                   options.check_finite, "MoELayer");
   const int64_t T = hidden.size(0);
 
-  RoutingPlan plan = router->route(hidden);
+  RoutingContext context;
+  context.leading_shape.assign(x.sizes().begin(), x.sizes().end() - 1);
+  context.token_ids = token_ids;
+  RoutingPlan plan = router->route(hidden, context);
+  check_plan(plan, T, options.router);
   DispatchLayout layout = build_layout(plan.expert_index, options.num_experts, plan.capacity, plan.priority);
-  auto weight = normalize_combine_weights(plan.weight, layout.slot_row.ge(0), plan.normalization);
+  auto weight = normalize_combine_weights(plan.weight, plan.expert_index.ge(0), layout.slot_row.ge(0),
+                                          plan.normalization);
 
   auto packed = dispatch(hidden, layout);
   auto packed_out = experts->forward(packed, layout.tokens_per_expert);
@@ -129,7 +152,7 @@ DenseFFNImpl::DenseFFNImpl(const DenseFFNOptions& options_) : options(options_) 
   ffn = register_module("ffn", FFN(options.ffn));
 }
 
-MoEOutput DenseFFNImpl::forward(const at::Tensor& x) {
+MoEOutput DenseFFNImpl::forward_impl(const at::Tensor& x, const at::Tensor& /*token_ids*/) {
   auto hidden = check_and_flatten(x, options.ffn.d_model, ffn->w1, options.check_finite, "DenseFFN");
   const int64_t T = hidden.size(0);
   MoEOutput out;

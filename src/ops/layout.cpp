@@ -28,6 +28,8 @@ DispatchLayout build_layout(const at::Tensor& expert_index, int64_t num_experts,
               expert_index.sizes(), ", got ", priority.sizes());
     MOE_CHECK(at::isFloatingType(priority.scalar_type()), "build_layout: priority must be floating, got ",
               priority.scalar_type());
+    MOE_CHECK(priority.device().is_cpu(), "build_layout: priority must be on the CPU like expert_index, got ",
+              priority.device());
   }
 
   auto ids_tensor = expert_index.contiguous();

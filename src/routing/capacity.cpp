@@ -32,6 +32,7 @@ int64_t compute_capacity(const CapacityOptions& options, int64_t num_tokens, int
                          int64_t top_k, bool training) {
   MOE_CHECK(num_tokens >= 0, "compute_capacity: num_tokens must be >= 0, got ", num_tokens);
   MOE_CHECK(num_experts >= 1, "compute_capacity: num_experts must be >= 1, got ", num_experts);
+  MOE_CHECK(top_k >= 1, "compute_capacity: top_k must be >= 1, got ", top_k);
   if (!options.drop_tokens) return -1;
   int64_t capacity = 0;
   if (!training && options.eval_token_fraction > 0) {
@@ -42,8 +43,9 @@ int64_t compute_capacity(const CapacityOptions& options, int64_t num_tokens, int
       const int64_t per_expert = (num_tokens + num_experts - 1) / num_experts;
       capacity = static_cast<int64_t>(std::floor(gamma * static_cast<double>(top_k * per_expert)));
     } else {
-      capacity = static_cast<int64_t>(std::ceil(gamma * static_cast<double>(num_tokens) /
-                                                static_cast<double>(num_experts)));
+      // Same operation order as DeepSpeed: (T / E) * γ (* k).
+      const double per_expert = static_cast<double>(num_tokens) / static_cast<double>(num_experts);
+      capacity = static_cast<int64_t>(std::ceil(per_expert * gamma * static_cast<double>(top_k)));
     }
     capacity = std::max(capacity, options.min_capacity);
   }

@@ -3,7 +3,11 @@
 #include <mutex>
 
 #include "moe/core/registry.h"
+#include "moe/routing/expert_choice_router.h"
+#include "moe/routing/hash_router.h"
 #include "moe/routing/router.h"
+#include "moe/routing/stochastic_router.h"
+#include "moe/routing/threshold_router.h"
 #include "moe/routing/topk_router.h"
 
 namespace moe {
@@ -22,6 +26,10 @@ RouterFactory factory_of() {
 void register_builtin_routers() {
   auto& registry = router_registry();
   registry.add("topk", factory_of<TopKRouterImpl>());
+  registry.add("threshold", factory_of<ThresholdRouterImpl>());
+  registry.add("stochastic", factory_of<StochasticRouterImpl>());
+  registry.add("expert_choice", factory_of<ExpertChoiceRouterImpl>());
+  registry.add("hash", factory_of<HashRouterImpl>());
 }
 
 Registry<RouterFactory>& routers() {

@@ -78,10 +78,31 @@ int64_t RouterOptions::extra_int(const std::string& key, int64_t fallback) const
 
 RouterImpl::RouterImpl(RouterOptions options) : options_(std::move(options)) {}
 
-at::Tensor normalize_combine_weights(const at::Tensor& weight, const at::Tensor& kept,
+RoutingPlan RouterImpl::route(const at::Tensor& hidden, RoutingContext context) {
+  MOE_CHECK(hidden.defined() && hidden.dim() == 2 && hidden.size(1) == options_.d_model, "Router: hidden must be [T, ",
+            options_.d_model, "], got ", hidden.defined() ? hidden.sizes() : at::IntArrayRef{});
+  MOE_CHECK(at::isFloatingType(hidden.scalar_type()), "Router: hidden must be floating, got ", hidden.scalar_type());
+  const int64_t T = hidden.size(0);
+  if (context.leading_shape.empty()) context.leading_shape = {T};
+  int64_t product = 1;
+  for (int64_t d : context.leading_shape) product *= d;
+  MOE_CHECK(product == T, "Router: context.leading_shape multiplies to ", product, " but hidden has ", T, " tokens");
+  if (context.token_ids.defined()) {
+    MOE_CHECK(context.token_ids.numel() == T && context.token_ids.scalar_type() == at::kLong,
+              "Router: context.token_ids must be int64 with ", T, " elements, got ", context.token_ids.scalar_type(),
+              " ", context.token_ids.sizes());
+    context.token_ids = context.token_ids.reshape({T});
+  }
+  return route_impl(hidden.contiguous(), context);
+}
+
+at::Tensor normalize_combine_weights(const at::Tensor& weight, const at::Tensor& selected, const at::Tensor& kept,
                                      WeightNormalization normalization) {
-  MOE_CHECK(weight.sizes() == kept.sizes(), "normalize_combine_weights: weight ", weight.sizes(),
-            " and kept ", kept.sizes(), " must have the same shape");
+  MOE_CHECK(weight.sizes() == kept.sizes() && weight.sizes() == selected.sizes(), "normalize_combine_weights: weight ",
+            weight.sizes(), ", selected ", selected.sizes(), " and kept ", kept.sizes(), " must have the same shape");
+  MOE_CHECK(kept.scalar_type() == at::kBool && selected.scalar_type() == at::kBool,
+            "normalize_combine_weights: selected and kept must be bool, got ", selected.scalar_type(), " and ",
+            kept.scalar_type());
   MOE_CHECK(normalization != WeightNormalization::kAuto,
             "normalize_combine_weights: 'auto' must be resolved by the router first");
   auto zero = at::zeros({}, weight.options());
@@ -92,9 +113,9 @@ at::Tensor normalize_combine_weights(const at::Tensor& weight, const at::Tensor&
   if (normalization == WeightNormalization::kKept) {
     return kept_weight / kept_weight.sum(-1, /*keepdim=*/true).clamp_min(eps);
   }
-  // kSelected: normalise over every selected slot (expert_index >= 0 is implied by weight > 0 or kept),
-  // then zero the dropped ones (fairseq normalize_gate_prob_before_dropping=True).
-  return kept_weight / weight.sum(-1, /*keepdim=*/true).clamp_min(eps);
+  // kSelected: normalise over every selected slot, then zero the dropped ones (fairseq
+  // normalize_gate_prob_before_dropping=True).
+  return kept_weight / at::where(selected, weight, zero).sum(-1, /*keepdim=*/true).clamp_min(eps);
 }
 
 }  // namespace moe

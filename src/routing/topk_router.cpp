@@ -38,9 +38,7 @@ void TopKRouterImpl::reset_parameters() {
   weight.uniform_(-bound, bound);
 }
 
-RoutingPlan TopKRouterImpl::route(const at::Tensor& hidden) {
-  MOE_CHECK(hidden.dim() == 2 && hidden.size(1) == options_.d_model, "TopKRouter: hidden must be [T, ",
-            options_.d_model, "], got ", hidden.sizes());
+RoutingPlan TopKRouterImpl::route_impl(const at::Tensor& hidden, const RoutingContext& /*context*/) {
   const int64_t T = hidden.size(0), E = options_.num_experts, K = options_.top_k;
   const bool training = is_training();
   // Route in fp32, or fp64 when the input or the weight is fp64.
@@ -59,7 +57,8 @@ RoutingPlan TopKRouterImpl::route(const at::Tensor& hidden) {
     at::NoGradGuard no_grad;
     const bool sample = options_.second_expert_policy == SecondExpertPolicy::kSampling &&
                         (training || options_.sample_in_eval);
-    auto scores = sample ? (logits.detach() + gumbel_noise(logits, generator_)) : probs.detach().clone();
+    // Greedy ranks the logits (fairseq), which stay distinct where a saturated fp32 softmax ties at 0.
+    auto scores = sample ? (logits.detach() + gumbel_noise(logits, generator_)) : logits.detach().clone();
     const double neg_inf = -std::numeric_limits<double>::infinity();
     for (int64_t r = 1; r < K; ++r) {
       scores.scatter_(1, picks.back(), neg_inf);
@@ -72,7 +71,7 @@ RoutingPlan TopKRouterImpl::route(const at::Tensor& hidden) {
   plan.normalization = options_.normalization;
   plan.capacity = compute_capacity(options_.capacity, T, E, K, training);
   plan.aux_losses["balance"] = AuxLoss{load_balancing_loss(probs, top1), options_.balance_loss_coef};
-  plan.aux_losses["z"] = AuxLoss{router_z_loss(logits), options_.z_loss_coef};
+  if (options_.z_loss_coef > 0) plan.aux_losses["z"] = AuxLoss{router_z_loss(logits), options_.z_loss_coef};
   return plan;
 }
 

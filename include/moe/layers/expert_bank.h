@@ -63,11 +63,11 @@ struct ExpertBankOptions {
   FFNOptions ffn;           ///< the shape and behaviour of each expert
   int64_t num_experts = 0;  ///< E, experts in the whole layer (>= 1)
   int64_t first_expert = 0; ///< global id of this bank's first expert (expert parallelism)
-  int64_t num_local_experts = -1;  ///< experts held here; -1 = all E
+  int64_t num_local_experts = -1;  ///< experts held here; -1 = all from first_expert to E-1
   ExpertInit init = ExpertInit::kIndependent;
 
   void validate(const std::string& owner = "ExpertBankOptions") const;
-  int64_t local_count() const { return num_local_experts < 0 ? num_experts : num_local_experts; }
+  int64_t local_count() const { return num_local_experts < 0 ? num_experts - first_expert : num_local_experts; }
 };
 
 /// The experts of one MoE layer.

@@ -16,6 +16,9 @@
 
 namespace moe {
 
+/// Throws moe::Error naming `router` unless `plan` is well-formed for `num_tokens` tokens.
+void check_plan(const RoutingPlan& plan, int64_t num_tokens, const std::string& router);
+
 /// Statistics of one layer call. Tensors stay where they were computed; to_string() reads them.
 struct MoEStats {
   int64_t num_tokens = 0;
@@ -26,7 +29,8 @@ struct MoEStats {
   at::Tensor selected_per_token;    ///< [] fp32, mean experts selected per token (before capacity)
   std::map<std::string, AuxLoss> aux_losses;  ///< by name, e.g. "balance", "z"
 
-  /// Σ coefficient · value over aux_losses: a 0-dim tensor to add to the objective (0 if none).
+  /// Σ coefficient · value over aux_losses with a non-zero coefficient: a 0-dim tensor to add to the
+  /// objective (0 if none).
   at::Tensor total_aux_loss() const;
   /// One line: "tokens=.. dropped=..% experts/token=.. balance=.. z=.. load=[..]".
   std::string to_string() const;
@@ -40,7 +44,16 @@ struct MoEOutput {
 /// What a transformer FFN slot holds: forward(x [..., d]) -> MoEOutput.
 class FeedForwardBlockImpl : public torch::nn::Module {
  public:
-  virtual MoEOutput forward(const at::Tensor& x) = 0;
+  /// x: [..., d_model]; token_ids: optional int64 with x's leading shape (for hash routing).
+  MoEOutput forward(const at::Tensor& x, const at::Tensor& token_ids = at::Tensor()) {
+    return forward_impl(x, token_ids);
+  }
+  /// True when the output already contains the residual stream (SMoE's block), so a transformer
+  /// layer must not add x again; false for an ordinary FFN output.
+  virtual bool includes_residual() const { return false; }
+
+ protected:
+  virtual MoEOutput forward_impl(const at::Tensor& x, const at::Tensor& token_ids) = 0;
 };
 
 struct MoELayerOptions {
@@ -68,15 +81,18 @@ struct MoELayerOptions {
 class MoELayerImpl : public FeedForwardBlockImpl {
  public:
   explicit MoELayerImpl(const MoELayerOptions& options);
-  void reset();
 
-  /// x: [..., d_model] (at least 2-D; leading dims are flattened to T tokens), floating, on the
-  /// layer's device and in its parameters' dtype; any strides. Returns the output in x's shape.
-  MoEOutput forward(const at::Tensor& x) override;
+  // forward(x, token_ids): x [..., d_model] (at least 2-D; leading dims are flattened to T tokens,
+  // and passed to the router as RoutingContext::leading_shape), floating, on the layer's device and in
+  // its parameters' dtype, any strides; token_ids optional int64 of x's leading shape. Returns the
+  // output in x's shape.
 
   MoELayerOptions options;
   std::shared_ptr<RouterImpl> router;  ///< registered as "router"
   ExpertBank experts{nullptr};         ///< registered as "experts"
+
+ protected:
+  MoEOutput forward_impl(const at::Tensor& x, const at::Tensor& token_ids) override;
 };
 TORCH_MODULE(MoELayer);
 
@@ -90,11 +106,13 @@ struct DenseFFNOptions {
 class DenseFFNImpl : public FeedForwardBlockImpl {
  public:
   explicit DenseFFNImpl(const DenseFFNOptions& options);
-  /// x: [..., d_model] floating. Returns the output in x's shape.
-  MoEOutput forward(const at::Tensor& x) override;
 
   DenseFFNOptions options;
   FFN ffn{nullptr};  ///< registered as "ffn"
+
+ protected:
+  /// x: [..., d_model] floating. Returns the output in x's shape; token_ids are ignored.
+  MoEOutput forward_impl(const at::Tensor& x, const at::Tensor& token_ids) override;
 };
 TORCH_MODULE(DenseFFN);
 

@@ -11,7 +11,8 @@ enum class CapacityFormula {
   /// floor(γ · k · ceil(T / E)): fairseq's top1gating (k = 1, int(γ·ceil(T/E))) and top2gating
   /// (k = 2, γ = 1: 2·ceil(T/E)), as used by GShard/Switch reproductions and SMoE.
   kGShard,
-  /// ceil(γ · T / E): DeepSpeed's form, used by XMoE (k is not a factor).
+  /// ceil((T / E) · γ · k): DeepSpeed's _capacity (its top2gating passes 2γ, topkgating kγ). XMoE's
+  /// threshold router uses it with k = 1: max(ceil((T/E)·γ), min_capacity).
   kDeepSpeed,
 };
 

@@ -56,12 +56,21 @@ struct RoutingPlan {
   std::map<std::string, AuxLoss> aux_losses;                       ///< e.g. "balance", "z"
 };
 
+/// What a router may know about the tokens besides their hidden states.
+struct RoutingContext {
+  /// The input's leading dimensions, e.g. {B, S} for a [B, S, d] input (batch-major); their product is T.
+  /// route() fills {T} when empty.
+  std::vector<int64_t> leading_shape;
+  /// Optional [T] int64 token ids (hash routing by token id).
+  at::Tensor token_ids;
+};
+
 /// Options shared by every router. Fields a router does not use are ignored by it; `extra` carries
 /// parameters of routers written outside the library (read with extra_double / extra_int).
 struct RouterOptions {
   int64_t d_model = 0;      ///< width of the hidden states routed; set by MoELayer
   int64_t num_experts = 0;  ///< E; set by MoELayer
-  int64_t top_k = 2;        ///< K: 1 = Switch, 2 = GShard; in [1, E]
+  int64_t top_k = 2;        ///< K: 1 = Switch, 2 = GShard; in [1, E] (fixed-k routers)
   CapacityOptions capacity;
   SecondExpertPolicy second_expert_policy = SecondExpertPolicy::kSampling;
   bool sample_in_eval = false;  ///< keep Gumbel sampling of later experts in evaluation (fairseq: true)
@@ -70,6 +79,14 @@ struct RouterOptions {
   double jitter = 0.0;
   double balance_loss_coef = 0.01;  ///< Switch/GShard load-balancing loss coefficient (>= 0)
   double z_loss_coef = 0.0;         ///< ST-MoE router z-loss coefficient (>= 0)
+  /// XMoE threshold t in (0, 1]: keep experts while the cumulative probability before them is < t.
+  double threshold = 0.9;
+  /// THOR: how often the stochastic router draws an expert, in training and in evaluation.
+  std::string train_granularity = "batch";  ///< batch | token | sequence | position
+  std::string eval_granularity = "token";   ///< batch | token | sequence | position
+  /// Hash routing: hash the token id ("token") or the position in the sequence ("position").
+  std::string hash_by = "token";
+  uint64_t hash_seed = 0;  ///< seed of the fixed hash
   std::map<std::string, std::string> extra;
 
   /// Checks the shared fields; `owner` prefixes messages ("MoELayerOptions.router_options").
@@ -84,9 +101,10 @@ class RouterImpl : public torch::nn::Module {
   explicit RouterImpl(RouterOptions options);
   ~RouterImpl() override = default;
 
-  /// hidden: [T, d_model] floating, contiguous. Returns the plan for these T tokens; training mode
-  /// (is_training()) selects training or evaluation capacity and noise.
-  virtual RoutingPlan route(const at::Tensor& hidden) = 0;
+  /// hidden: [T, d_model] floating. Returns the plan for these T tokens; training mode
+  /// (is_training()) selects training or evaluation capacity and noise. Checks the input and the
+  /// context, then calls route_impl().
+  RoutingPlan route(const at::Tensor& hidden, RoutingContext context = {});
 
   const RouterOptions& options() const { return options_; }
 
@@ -96,6 +114,10 @@ class RouterImpl : public torch::nn::Module {
   const std::optional<at::Generator>& generator() const { return generator_; }
 
  protected:
+  /// What a router implements. hidden: [T, d_model] floating, contiguous; context.leading_shape is
+  /// filled and multiplies to T; context.token_ids is [T] int64 when defined.
+  virtual RoutingPlan route_impl(const at::Tensor& hidden, const RoutingContext& context) = 0;
+
   RouterOptions options_;
   std::optional<at::Generator> generator_;
 };
@@ -110,10 +132,11 @@ std::shared_ptr<RouterImpl> make_router(const std::string& name, const RouterOpt
 std::vector<std::string> known_routers();
 
 /// Applies `normalization` to a plan's weights once the layout is known.
-/// weight: [T, K] floating; kept: [T, K] bool, true where the slot survived capacity.
+/// weight: [T, K] floating; selected: [T, K] bool, true where the slot names an expert;
+/// kept: [T, K] bool, true where the slot survived capacity.
 /// Returns [T, K] in weight's dtype; dropped and empty slots get 0. kKept and kSelected divide by
 /// max(sum, eps) with eps the dtype's epsilon (fairseq), so a token with nothing kept gets zeros.
-at::Tensor normalize_combine_weights(const at::Tensor& weight, const at::Tensor& kept,
+at::Tensor normalize_combine_weights(const at::Tensor& weight, const at::Tensor& selected, const at::Tensor& kept,
                                      WeightNormalization normalization);
 
 }  // namespace moe

@@ -7,7 +7,8 @@
 //   weight = p at the chosen experts; normalised per RouterOptions::normalization (auto: none for k = 1,
 //            over kept slots for k >= 2)
 //   capacity per RouterOptions::capacity, priority rank-major first-come-first-served
-//   aux losses "balance" (E Σ f·P, f from the pre-capacity top-1) and "z" (ST-MoE router z-loss)
+//   aux losses "balance" (E Σ f·P, f from the pre-capacity top-1) and, when its coefficient is > 0,
+//   "z" (ST-MoE router z-loss)
 #pragma once
 
 #include <torch/nn/pimpl.h>
@@ -21,9 +22,10 @@ class TopKRouterImpl : public RouterImpl {
   /// Throws moe::Error for invalid options (see RouterOptions::validate).
   explicit TopKRouterImpl(const RouterOptions& options);
   void reset_parameters();
-  RoutingPlan route(const at::Tensor& hidden) override;
-
   at::Tensor weight;  ///< [E, d_model] router projection (named "weight")
+
+ protected:
+  RoutingPlan route_impl(const at::Tensor& hidden, const RoutingContext& context) override;
 };
 TORCH_MODULE(TopKRouter);
 

@@ -31,6 +31,12 @@ TEST(ExpertBankTest, ParameterNamesCarryGlobalExpertIds) {
   for (const auto& p : bank->named_parameters()) names.push_back(p.key());
   EXPECT_EQ(names, (std::vector<std::string>{"4.w1", "4.b1", "4.w2", "5.w1", "5.b1", "5.w2"}));
   EXPECT_THROW(bank->expert(3), Error);
+  // -1 local experts = every expert from first_expert on, never an id >= E.
+  auto tail = bank_options(4, 6, 8);
+  tail.first_expert = 6;
+  ExpertBank tail_bank(tail);
+  EXPECT_EQ(tail_bank->options.num_local_experts, 2);
+  EXPECT_EQ(tail_bank->named_parameters().keys().back(), "7.b2");
   auto swiglu = bank_options(4, 6, 1, Activation::kSwiGLU);
   swiglu.ffn.fc1_bias = false;
   std::vector<std::string> gated;

@@ -203,6 +203,12 @@ TEST(MoELayerOptionsTest, InvalidOptionsNameTheField) {
   EXPECT_EQ(error_of([] { parse_activation("tanh"); }), "activation must be one of relu, gelu, swiglu; got 'tanh'");
   EXPECT_EQ(error_of([] {
               MoELayerOptions o(8, 4, 16, 2);
+              o.experts.first_expert = 2;
+              MoELayer{o};
+            }),
+            "MoELayerOptions.experts.first_expert must be 0 on one process, got 2");
+  EXPECT_EQ(error_of([] {
+              MoELayerOptions o(8, 4, 16, 2);
               o.router = "bogus";
               MoELayer{o};
             }).rfind("unknown router 'bogus'; known routers: ", 0),

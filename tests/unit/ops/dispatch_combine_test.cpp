@@ -89,6 +89,7 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"k_equals_E", 7, 3, 3, -1, false}, Case{"capacity_overflow", 12, 3, 2, 3, false},
                       Case{"expert_with_zero_tokens", 6, 8, 1, -1, false},
                       Case{"all_to_one_expert", 8, 4, 2, 5, true}, Case{"zero_tokens", 0, 4, 2, 0, false},
+                      Case{"all_dropped", 6, 3, 2, 0, false},
                       Case{"large", 300, 16, 4, 60, false}),
     [](const auto& test_info) { return std::string(test_info.param.name); });
 
@@ -104,6 +105,11 @@ TEST(DispatchCombineDtypeTest, Bf16AccumulatesInFloat32) {
   // float64 reference from the same bf16-rounded inputs: only the final rounding differs.
   auto y_ref = combine(dispatch(x.to(at::kBFloat16).to(at::kDouble), layout), layout, w.to(at::kDouble));
   EXPECT_TRUE(testing::all_close(y, y_ref, testing::tolerance_for(at::kBFloat16)));
+  // Cancellation: 256 + 1 - 256 is 1 in fp32 but 0 if accumulated in bf16 (256 + 1 rounds to 256).
+  auto three = build_layout(at::tensor({0, 1, 2}, at::kLong).view({1, 3}), 3, -1);
+  auto rows = at::tensor({256.0f, 1.0f, -256.0f}).view({3, 1}).to(at::kBFloat16);
+  EXPECT_EQ(combine(rows, three, at::ones({1, 3})).item<float>(), 1.0f);
+  EXPECT_EQ(dispatch(rows.narrow(0, 0, 1), build_layout(at::zeros({1, 1}, at::kLong), 1, -1)).item<float>(), 256.0f);
 }
 
 TEST(DispatchCombineDtypeTest, NonContiguousInputAndDeterminism) {

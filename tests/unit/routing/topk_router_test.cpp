@@ -61,9 +61,11 @@ TEST(CapacityTest, FormulasMatchFairseqAndDeepSpeed) {
   ds.formula = CapacityFormula::kDeepSpeed;
   ds.capacity_factor = 1.5;
   ds.min_capacity = 4;
-  EXPECT_EQ(compute_capacity(ds, 100, 8, 2, true), 19);
-  EXPECT_EQ(compute_capacity(ds, 10, 8, 2, true), 4);
-  EXPECT_EQ(compute_capacity(ds, 3, 8, 2, true), 3);  // min capacity above T is clamped to T
+  EXPECT_EQ(compute_capacity(ds, 100, 8, 1, true), 19);
+  EXPECT_EQ(compute_capacity(ds, 100, 8, 2, true), 38);  // DeepSpeed top-2 passes 2γ
+  EXPECT_EQ(compute_capacity(ds, 50, 3, 1, true), 25);   // (50/3)·1.5 evaluates to 25.0 in that order, as in Python
+  EXPECT_EQ(compute_capacity(ds, 10, 8, 1, true), 4);
+  EXPECT_EQ(compute_capacity(ds, 3, 8, 1, true), 3);  // min capacity above T is clamped to T
   ds.drop_tokens = false;
   EXPECT_EQ(compute_capacity(ds, 10, 8, 2, true), -1);
   EXPECT_EQ(compute_capacity(c, 0, 4, 2, true), 0);
@@ -107,6 +109,22 @@ TEST(TopKRouterTest, GreedyTopTwoSelectionWeightsAndCapacity) {
   EXPECT_EQ(plan.capacity, 2);                                // min(2 * ceil(2/3), T=2)
   EXPECT_FALSE(plan.priority.defined());                      // rank-major FCFS
   EXPECT_EQ(crafted_router(1)->route(x).normalization, WeightNormalization::kNone);  // Switch
+}
+
+TEST(TopKRouterTest, EvaluationCapacity) {
+  auto o = options(4, 4, 2);
+  o.capacity.capacity_factor = 1.0;
+  o.capacity.eval_capacity_factor = 0.5;
+  TopKRouter router(o);
+  auto x = at::randn({40, 4});
+  router->train();
+  EXPECT_EQ(router->route(x).capacity, 20);  // 2 · ceil(40/4)
+  router->eval();
+  EXPECT_EQ(router->route(x).capacity, 10);  // floor(0.5 · 2 · 10)
+  o.capacity.eval_token_fraction = 1.0;     // generation: nothing dropped
+  TopKRouter generating(o);
+  generating->eval();
+  EXPECT_EQ(generating->route(x).capacity, 40);
 }
 
 TEST(TopKRouterTest, AuxLossesCarryCoefficients) {
@@ -160,10 +178,10 @@ TEST(TopKRouterTest, JitterOnlyInTraining) {
   TopKRouter router(o);
   auto x = at::randn({32, 4});
   router->eval();
-  auto z_eval = router->route(x).aux_losses.at("z").value.item<double>();
-  EXPECT_EQ(router->route(x).aux_losses.at("z").value.item<double>(), z_eval);
+  auto b_eval = router->route(x).aux_losses.at("balance").value.item<double>();
+  EXPECT_EQ(router->route(x).aux_losses.at("balance").value.item<double>(), b_eval);
   router->train();
-  EXPECT_NE(router->route(x).aux_losses.at("z").value.item<double>(), z_eval);
+  EXPECT_NE(router->route(x).aux_losses.at("balance").value.item<double>(), b_eval);
 }
 
 TEST(TopKRouterTest, NoNaNWithEqualHugeOrSingleTokenLogits) {
@@ -183,6 +201,7 @@ TEST(TopKRouterTest, NoNaNWithEqualHugeOrSingleTokenLogits) {
   }
   auto huge = router->route(at::randn({7, 4}) * 1e8);
   EXPECT_TRUE(at::isfinite(huge.weight).all().item<bool>());
+  EXPECT_EQ(huge.aux_losses.count("z"), 0u);  // off (coefficient 0): no inf · 0 in the objective
   EXPECT_TRUE(at::isfinite(huge.aux_losses.at("balance").value).item<bool>());
   auto single = router->route(at::randn({1, 4}));
   EXPECT_EQ(single.expert_index.sizes(), (std::vector<int64_t>{1, 2}));
@@ -192,16 +211,20 @@ TEST(TopKRouterTest, NoNaNWithEqualHugeOrSingleTokenLogits) {
 TEST(WeightNormalizationTest, NoneSelectedKept) {
   auto w = at::tensor({0.5, 0.3, 0.6, 0.2}, at::kDouble).view({2, 2});
   auto kept = at::tensor({1, 0, 1, 1}, at::kInt).view({2, 2}).to(at::kBool);
-  auto none = normalize_combine_weights(w, kept, WeightNormalization::kNone);
+  auto none = normalize_combine_weights(w, at::ones({2, 2}, at::kBool), kept, WeightNormalization::kNone);
   EXPECT_TRUE(at::equal(none, at::tensor({0.5, 0.0, 0.6, 0.2}, at::kDouble).view({2, 2})));
-  auto over_kept = normalize_combine_weights(w, kept, WeightNormalization::kKept);
+  auto selected = at::ones({2, 2}, at::kBool);
+  auto over_kept = normalize_combine_weights(w, selected, kept, WeightNormalization::kKept);
   EXPECT_TRUE(testing::all_close(over_kept, at::tensor({1.0, 0.0, 0.75, 0.25}, at::kDouble).view({2, 2}),
                                  testing::tolerance_for(at::kDouble)));
-  auto over_selected = normalize_combine_weights(w, kept, WeightNormalization::kSelected);
+  auto over_selected = normalize_combine_weights(w, selected, kept, WeightNormalization::kSelected);
   EXPECT_TRUE(testing::all_close(over_selected, at::tensor({0.625, 0.0, 0.75, 0.25}, at::kDouble).view({2, 2}),
                                  testing::tolerance_for(at::kDouble)));
   // Nothing kept: zeros, not NaN.
-  auto none_kept = normalize_combine_weights(w, at::zeros({2, 2}, at::kBool), WeightNormalization::kKept);
+  auto none_kept = normalize_combine_weights(w, selected, at::zeros({2, 2}, at::kBool), WeightNormalization::kKept);
+  // An empty slot's weight never enters the kSelected sum.
+  auto padded = normalize_combine_weights(w, kept, kept, WeightNormalization::kSelected);
+  EXPECT_NEAR(padded[0][0].item<double>(), 1.0, 1e-15);
   EXPECT_EQ(none_kept.abs().sum().item<double>(), 0.0);
 }
 

@@ -1,0 +1,83 @@
+// XMoE threshold router (see moe/routing/threshold_router.h).
+#include "moe/routing/threshold_router.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+
+#include "moe/core/error.h"
+#include "moe/routing/losses.h"
+
+namespace moe {
+namespace {
+
+void check_threshold(double threshold, const char* owner) {
+  MOE_CHECK(std::isfinite(threshold) && threshold > 0 && threshold <= 1, owner,
+            ".threshold must be in (0, 1], got ", threshold);
+}
+
+}  // namespace
+
+std::pair<at::Tensor, at::Tensor> threshold_select(const at::Tensor& probs, double threshold) {
+  check_threshold(threshold, "threshold_select");
+  MOE_CHECK(probs.dim() == 2, "threshold_select: probs must be [T, E], got ", probs.sizes());
+  const int64_t T = probs.size(0), E = probs.size(1);
+  auto [sorted, order] = probs.sort(/*stable=*/true, /*dim=*/1, /*descending=*/true);
+  // chosen[t, r] = cumsum before r < t (strict); rank 0 always.
+  auto before = sorted.cumsum(1) - sorted;
+  auto chosen = before.lt(threshold);
+  if (E > 0) chosen.select(1, 0).fill_(true);
+  const int64_t K = T == 0 ? 1 : std::max<int64_t>(1, chosen.sum(1).max().item<int64_t>());
+  auto keep = chosen.narrow(1, 0, K);
+  auto index = at::where(keep, order.narrow(1, 0, K), at::full({}, -1, order.options()));
+  auto weight = at::where(keep, sorted.narrow(1, 0, K), at::zeros({}, sorted.options()));
+  return {index, weight};
+}
+
+ThresholdRouterImpl::ThresholdRouterImpl(const RouterOptions& options) : RouterImpl(options) {
+  options_.validate("ThresholdRouterOptions");
+  check_threshold(options_.threshold, "ThresholdRouterOptions");
+  if (options_.normalization == WeightNormalization::kAuto) options_.normalization = WeightNormalization::kNone;
+  weight = register_parameter("weight", at::empty({options_.num_experts, options_.d_model}));
+  reset_parameters();
+}
+
+void ThresholdRouterImpl::reset_parameters() {
+  const double bound = 1.0 / std::sqrt(static_cast<double>(options_.d_model));
+  torch::NoGradGuard no_grad;
+  weight.uniform_(-bound, bound);
+}
+
+void ThresholdRouterImpl::set_threshold(double threshold) {
+  check_threshold(threshold, "ThresholdRouter");
+  options_.threshold = threshold;
+}
+
+RoutingPlan ThresholdRouterImpl::route_impl(const at::Tensor& hidden, const RoutingContext& /*context*/) {
+  const int64_t T = hidden.size(0), E = options_.num_experts;
+  const auto dtype = (hidden.scalar_type() == at::kDouble || weight.scalar_type() == at::kDouble) ? at::kDouble
+                                                                                                   : at::kFloat;
+  auto logits = at::matmul(hidden.to(dtype), weight.to(dtype).t());
+  auto probs = at::softmax(logits, -1);
+  at::Tensor index;
+  {
+    at::NoGradGuard no_grad;
+    index = threshold_select(probs.detach(), options_.threshold).first;
+  }
+  const int64_t K = index.size(1);
+  RoutingPlan plan;
+  plan.expert_index = index;
+  // Gather the differentiable probabilities; padded slots read expert 0 and are zeroed.
+  plan.weight = at::where(index.ge(0), probs.gather(1, index.clamp_min(0)), at::zeros({}, probs.options()));
+  plan.normalization = options_.normalization;
+  plan.capacity = compute_capacity(options_.capacity, T, E, /*top_k=*/1, is_training());
+  // Rank first (every rank-0 assignment before any rank-1), then higher probability.
+  auto rank = at::arange(K, probs.options().dtype(at::kDouble)).unsqueeze(0).expand({T, K});
+  plan.priority = rank * 2.0 + (1.0 - plan.weight.detach().to(at::kDouble));
+  auto top1 = index.select(1, 0);
+  plan.aux_losses["balance"] = AuxLoss{load_balancing_loss(probs, top1), options_.balance_loss_coef};
+  if (options_.z_loss_coef > 0) plan.aux_losses["z"] = AuxLoss{router_z_loss(logits), options_.z_loss_coef};
+  return plan;
+}
+
+}  // namespace moe
