@@ -7,6 +7,7 @@
 #include "moe/core/registry.h"
 #include "moe/layers/expert_bank.h"
 #include "moe/layers/moe_layer.h"
+#include "moe/layers/stratified_moe_block.h"
 #include "moe/ops/dispatch_combine.h"
 #include "moe/ops/layout.h"
 #include "moe/routing/capacity.h"
@@ -17,3 +18,4 @@
 #include "moe/routing/stochastic_router.h"
 #include "moe/routing/threshold_router.h"
 #include "moe/routing/topk_router.h"
+#include "moe/train/consistency.h"

@@ -61,11 +61,17 @@ at::Tensor MoEStats::total_aux_loss() const {
   return total.defined() ? total : at::zeros({});
 }
 
+double MoEStats::relative_expert_flops(int64_t k) const {
+  MOE_CHECK(k >= 1, "MoEStats::relative_expert_flops: k must be >= 1, got ", k);
+  return experts_per_token.item<double>() / static_cast<double>(k);
+}
+
 std::string MoEStats::to_string() const {
   std::ostringstream out;
   out << std::fixed << std::setprecision(3) << "tokens=" << num_tokens;
   if (dropped_fraction.defined()) out << " dropped=" << 100.0 * dropped_fraction.item<double>() << "%";
   if (experts_per_token.defined()) out << " experts/token=" << experts_per_token.item<double>();
+  if (passes_per_token.defined()) out << " passes/token=" << passes_per_token.item<double>();
   for (const auto& [name, loss] : aux_losses) out << " " << name << "=" << loss.value.item<double>();
   if (tokens_per_expert.defined()) {
     out << " load=[";
@@ -143,6 +149,7 @@ MoEOutput MoELayerImpl::forward_impl(const at::Tensor& x, const at::Tensor& toke
   stats.dropped_fraction = layout.num_dropped.to(at::kFloat) / selected.clamp_min(1);
   stats.experts_per_token = kept / tokens;
   stats.selected_per_token = selected / tokens;
+  stats.passes_per_token = at::ones({});
   stats.aux_losses = std::move(plan.aux_losses);
   return out;
 }
@@ -164,6 +171,7 @@ MoEOutput DenseFFNImpl::forward_impl(const at::Tensor& x, const at::Tensor& /*to
   out.stats.dropped_fraction = at::zeros({});
   out.stats.experts_per_token = at::ones({});
   out.stats.selected_per_token = at::ones({});
+  out.stats.passes_per_token = at::ones({});
   return out;
 }
 

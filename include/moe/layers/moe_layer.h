@@ -27,6 +27,9 @@ struct MoEStats {
   at::Tensor dropped_fraction;      ///< [] fp32, dropped assignments / selected assignments
   at::Tensor experts_per_token;     ///< [] fp32, mean experts that processed a token (after capacity)
   at::Tensor selected_per_token;    ///< [] fp32, mean experts selected per token (before capacity)
+  at::Tensor passes_per_token;      ///< [] fp32, routing passes per token (SMoE's requested capacity; 1 otherwise)
+  /// Expert FLOPs per token relative to top-k over the same experts: experts_per_token / k.
+  double relative_expert_flops(int64_t k) const;
   std::map<std::string, AuxLoss> aux_losses;  ///< by name, e.g. "balance", "z"
 
   /// Σ coefficient · value over aux_losses with a non-zero coefficient: a 0-dim tensor to add to the

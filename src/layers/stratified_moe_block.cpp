@@ -1,0 +1,180 @@
+// SMoE stratified block (see moe/layers/stratified_moe_block.h).
+#include "moe/layers/stratified_moe_block.h"
+
+#include <ATen/ATen.h>
+
+#include <sstream>
+
+#include "moe/core/error.h"
+#include "moe/ops/dispatch_combine.h"
+#include "moe/ops/layout.h"
+
+namespace moe {
+
+std::vector<int64_t> parse_strata(const std::string& spec) {
+  std::vector<int64_t> out;
+  std::stringstream in(spec);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    size_t used = 0;
+    long long value = 0;
+    try {
+      value = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    MOE_CHECK(used > 0 && item.find_first_not_of(" \t", used) == std::string::npos && value >= 1,
+              "strata must be a comma-separated list of positive expert counts such as \"4,12\", got \"", spec, "\"");
+    out.push_back(value);
+  }
+  MOE_CHECK(!out.empty(), "strata must name at least one stratum such as \"4,12\", got \"", spec, "\"");
+  return out;
+}
+
+StratifiedMoEBlockOptions::StratifiedMoEBlockOptions(int64_t d_model_, std::vector<int64_t> strata_, int64_t hidden)
+    : d_model(d_model_), strata(std::move(strata_)) {
+  router_options.top_k = 2;
+  router_options.second_expert_policy = SecondExpertPolicy::kSampling;
+  router_options.sample_in_eval = true;                 // fairseq samples the 2nd expert at inference too
+  router_options.capacity.eval_token_fraction = 1.0;    // generation: nothing dropped
+  experts.ffn.d_model = d_model_;
+  experts.ffn.hidden = hidden;
+  experts.num_experts = num_experts();
+}
+
+int64_t StratifiedMoEBlockOptions::num_experts() const {
+  int64_t total = 0;
+  for (int64_t s : strata) total += s;
+  return total;
+}
+
+void StratifiedMoEBlockOptions::validate() const {
+  MOE_CHECK(d_model >= 1, "StratifiedMoEBlockOptions.d_model must be >= 1, got ", d_model);
+  MOE_CHECK(!strata.empty(), "StratifiedMoEBlockOptions.strata must not be empty (e.g. {4, 12})");
+  for (size_t i = 0; i < strata.size(); ++i) {
+    MOE_CHECK(strata[i] >= 1, "StratifiedMoEBlockOptions.strata[", i, "] must be >= 1, got ", strata[i]);
+  }
+  MOE_CHECK(experts.num_experts == num_experts(), "StratifiedMoEBlockOptions.strata sum to ", num_experts(),
+            " but experts.num_experts is ", experts.num_experts);
+  MOE_CHECK(experts.ffn.d_model == d_model, "StratifiedMoEBlockOptions.experts.ffn.d_model must equal d_model=",
+            d_model, ", got ", experts.ffn.d_model);
+  MOE_CHECK(experts.first_expert == 0 && experts.local_count() == experts.num_experts,
+            "StratifiedMoEBlockOptions.experts must hold every expert on one process");
+  experts.validate("StratifiedMoEBlockOptions.experts");
+  MOE_CHECK(layernorm_eps > 0, "StratifiedMoEBlockOptions.layernorm_eps must be > 0, got ", layernorm_eps);
+}
+
+StratifiedMoEBlockImpl::StratifiedMoEBlockImpl(const StratifiedMoEBlockOptions& options_) : options(options_) {
+  options.validate();
+  const int64_t L = static_cast<int64_t>(options.strata.size()), E = options.num_experts();
+  int64_t first = 0;
+  for (int64_t s = 0; s < L; ++s) {
+    first_expert_.push_back(first);
+    for (int64_t j = 0; j < options.strata[s]; ++j) stratum_of_.push_back(s);
+    first += options.strata[s];
+  }
+  for (int64_t s = 0; s < L; ++s) {
+    RouterOptions gate = options.router_options;
+    gate.d_model = options.d_model;
+    gate.num_experts = E - first_expert_[s];  // this stratum and every later one
+    gate.top_k = std::min(gate.top_k, gate.num_experts);
+    gate.validate("StratifiedMoEBlockOptions.router_options (stratum " + std::to_string(s) + ")");
+    gates.push_back(register_module("gate" + std::to_string(s), make_router(options.router, gate)));
+  }
+  auto norm_options = torch::nn::LayerNormOptions({options.d_model}).eps(options.layernorm_eps);
+  if (options.input_layernorm) input_norm = register_module("input_norm", torch::nn::LayerNorm(norm_options));
+  if (options.stratum_layernorm) {
+    stratum_norms = torch::nn::ModuleList();
+    for (int64_t s = 0; s < L; ++s) stratum_norms->push_back(torch::nn::LayerNorm(norm_options));
+    register_module("stratum_norms", stratum_norms);
+  }
+  experts = register_module("experts", ExpertBank(options.experts));
+}
+
+MoEOutput StratifiedMoEBlockImpl::forward_impl(const at::Tensor& x, const at::Tensor& token_ids) {
+  const int64_t d = options.d_model, E = options.num_experts();
+  const int64_t L = static_cast<int64_t>(options.strata.size());
+  MOE_CHECK(x.defined() && x.dim() >= 2 && x.size(-1) == d, "StratifiedMoEBlock: input must be [..., ", d,
+            "], got ", x.defined() ? x.sizes() : at::IntArrayRef{});
+  MOE_CHECK(x.scalar_type() == experts->expert(0)->w1.scalar_type(), "StratifiedMoEBlock: input dtype ",
+            x.scalar_type(), " must match the block's parameter dtype ", experts->expert(0)->w1.scalar_type());
+  if (options.check_finite) {
+    MOE_CHECK(at::isfinite(x).all().item<bool>(), "StratifiedMoEBlock: input contains NaN or Inf (check_finite is on)");
+  }
+  auto h = x.reshape({-1, d}).contiguous();
+  const int64_t T = h.size(0);
+  auto ids = token_ids.defined() ? token_ids.reshape({-1}) : at::Tensor();
+  auto long_cpu = at::TensorOptions().dtype(at::kLong);
+
+  auto state = at::zeros({T}, long_cpu);             // stratum each token waits for; L = done
+  auto passes = at::zeros({T}, at::kFloat);          // passes per token
+  auto tokens_per_expert = at::zeros({E}, long_cpu);
+  auto requested_per_expert = at::zeros({E}, long_cpu);
+  int64_t selected = 0, kept = 0, dropped = 0, pass_count = 0;
+  std::map<std::string, AuxLoss> aux;
+
+  int64_t s = T == 0 ? L : 0;
+  while (s < L) {
+    auto active = state.eq(s).nonzero().squeeze(1);  // token indices, in order
+    auto h_active = h.index_select(0, active);
+    at::Tensor input = h_active;
+    if (s == 0 && options.input_layernorm) input = input_norm->forward(h_active);
+    if (s > 0 && options.stratum_layernorm) input = stratum_norms[s - 1]->as<torch::nn::LayerNorm>()->forward(h_active);
+
+    RoutingContext context;
+    context.leading_shape = {active.size(0)};
+    if (ids.defined()) context.token_ids = ids.index_select(0, active);
+    RoutingPlan plan = gates[s]->route(input, context);
+    check_plan(plan, active.size(0), options.router);
+    // Gate-local ids -> global ids.
+    auto global = at::where(plan.expert_index.ge(0), plan.expert_index + first_expert_[s],
+                            at::full({}, -1, plan.expert_index.options()));
+    auto layout = build_layout(global, E, plan.capacity, plan.priority);
+    auto weight = normalize_combine_weights(plan.weight, global.ge(0), layout.slot_row.ge(0), plan.normalization);
+    auto y = combine(experts->forward(dispatch(input, layout), layout.tokens_per_expert), layout, weight);
+    h = h.index_copy(0, active, h_active + y);
+
+    // Next stratum: that of the pre-capacity top-1 expert, plus one (an empty slot 0 moves on by one).
+    auto top1 = global.select(1, 0).contiguous();
+    auto next = at::empty_like(top1);
+    for (int64_t i = 0; i < top1.size(0); ++i) {
+      const int64_t e = top1.data_ptr<int64_t>()[i];
+      next.data_ptr<int64_t>()[i] = (e >= 0 ? stratum_of_[e] : s) + 1;
+    }
+    state.index_copy_(0, active, next);
+    passes.index_add_(0, active, at::ones({active.size(0)}, at::kFloat));
+    tokens_per_expert += layout.tokens_per_expert;
+    requested_per_expert += layout.requested_per_expert;
+    selected += global.ge(0).sum().item<int64_t>();
+    kept += layout.num_rows();
+    dropped += layout.num_dropped.item<int64_t>();
+    for (auto& [name, loss] : plan.aux_losses) {
+      auto it = aux.find(name);
+      if (it == aux.end()) {
+        aux[name] = loss;
+      } else {
+        it->second.value = it->second.value + loss.value;
+      }
+    }
+    ++pass_count;
+    s = state.min().item<int64_t>();
+  }
+  auto out = options.stratum_layernorm ? stratum_norms[L - 1]->as<torch::nn::LayerNorm>()->forward(h) : h;
+
+  MoEOutput result;
+  result.output = out.view(x.sizes());
+  auto& stats = result.stats;
+  const double tokens = static_cast<double>(std::max<int64_t>(T, 1));
+  stats.num_tokens = T;
+  stats.tokens_per_expert = tokens_per_expert;
+  stats.requested_per_expert = requested_per_expert;
+  stats.dropped_fraction = at::scalar_tensor(selected > 0 ? static_cast<double>(dropped) / selected : 0.0, at::kFloat);
+  stats.experts_per_token = at::scalar_tensor(kept / tokens, at::kFloat);
+  stats.selected_per_token = at::scalar_tensor(selected / tokens, at::kFloat);
+  stats.passes_per_token = T > 0 ? passes.mean() : at::zeros({}, at::kFloat);
+  for (auto& [name, loss] : aux) loss.value = loss.value / static_cast<double>(pass_count);  // mean over passes
+  stats.aux_losses = std::move(aux);
+  return result;
+}
+
+}  // namespace moe
