@@ -7,6 +7,7 @@
 #include "moe/core/registry.h"
 #include "moe/layers/expert_bank.h"
 #include "moe/layers/moe_layer.h"
+#include "moe/layers/presets.h"
 #include "moe/layers/stratified_moe_block.h"
 #include "moe/ops/dispatch_combine.h"
 #include "moe/ops/layout.h"

@@ -150,6 +150,8 @@ MoEOutput MoELayerImpl::forward_impl(const at::Tensor& x, const at::Tensor& toke
   stats.experts_per_token = kept / tokens;
   stats.selected_per_token = selected / tokens;
   stats.passes_per_token = at::ones({});
+  stats.experts_per_token_histogram =
+      at::bincount(layout.slot_row.ge(0).sum(1), {}, layout.top_k + 1);
   stats.aux_losses = std::move(plan.aux_losses);
   return out;
 }
@@ -172,6 +174,7 @@ MoEOutput DenseFFNImpl::forward_impl(const at::Tensor& x, const at::Tensor& /*to
   out.stats.experts_per_token = at::ones({});
   out.stats.selected_per_token = at::ones({});
   out.stats.passes_per_token = at::ones({});
+  out.stats.experts_per_token_histogram = at::tensor({int64_t{0}, T}, long_opts);
   return out;
 }
 

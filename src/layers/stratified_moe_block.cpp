@@ -108,6 +108,7 @@ MoEOutput StratifiedMoEBlockImpl::forward_impl(const at::Tensor& x, const at::Te
 
   auto state = at::zeros({T}, long_cpu);             // stratum each token waits for; L = done
   auto passes = at::zeros({T}, at::kFloat);          // passes per token
+  auto experts_used = at::zeros({T}, long_cpu);      // experts that processed each token, over all passes
   auto tokens_per_expert = at::zeros({E}, long_cpu);
   auto requested_per_expert = at::zeros({E}, long_cpu);
   int64_t selected = 0, kept = 0, dropped = 0, pass_count = 0;
@@ -143,6 +144,7 @@ MoEOutput StratifiedMoEBlockImpl::forward_impl(const at::Tensor& x, const at::Te
     }
     state.index_copy_(0, active, next);
     passes.index_add_(0, active, at::ones({active.size(0)}, at::kFloat));
+    experts_used.index_add_(0, active, layout.slot_row.ge(0).sum(1));
     tokens_per_expert += layout.tokens_per_expert;
     requested_per_expert += layout.requested_per_expert;
     selected += global.ge(0).sum().item<int64_t>();
@@ -172,6 +174,7 @@ MoEOutput StratifiedMoEBlockImpl::forward_impl(const at::Tensor& x, const at::Te
   stats.experts_per_token = at::scalar_tensor(kept / tokens, at::kFloat);
   stats.selected_per_token = at::scalar_tensor(selected / tokens, at::kFloat);
   stats.passes_per_token = T > 0 ? passes.mean() : at::zeros({}, at::kFloat);
+  stats.experts_per_token_histogram = at::bincount(experts_used, {}, 1);
   for (auto& [name, loss] : aux) loss.value = loss.value / static_cast<double>(pass_count);  // mean over passes
   stats.aux_losses = std::move(aux);
   return result;

@@ -37,6 +37,9 @@ std::pair<at::Tensor, at::Tensor> threshold_select(const at::Tensor& probs, doub
 ThresholdRouterImpl::ThresholdRouterImpl(const RouterOptions& options) : RouterImpl(options) {
   options_.validate("ThresholdRouterOptions");
   check_threshold(options_.threshold, "ThresholdRouterOptions");
+  MOE_CHECK(options_.eval_threshold == -1 || (options_.eval_threshold > 0 && options_.eval_threshold <= 1),
+            "ThresholdRouterOptions.eval_threshold must be -1 (same as threshold) or in (0, 1], got ",
+            options_.eval_threshold);
   if (options_.normalization == WeightNormalization::kAuto) options_.normalization = WeightNormalization::kNone;
   weight = register_parameter("weight", at::empty({options_.num_experts, options_.d_model}));
   reset_parameters();
@@ -62,7 +65,8 @@ RoutingPlan ThresholdRouterImpl::route_impl(const at::Tensor& hidden, const Rout
   at::Tensor index;
   {
     at::NoGradGuard no_grad;
-    index = threshold_select(probs.detach(), options_.threshold).first;
+    const double t = (!is_training() && options_.eval_threshold > 0) ? options_.eval_threshold : options_.threshold;
+    index = threshold_select(probs.detach(), t).first;
   }
   const int64_t K = index.size(1);
   RoutingPlan plan;

@@ -28,6 +28,7 @@ struct MoEStats {
   at::Tensor experts_per_token;     ///< [] fp32, mean experts that processed a token (after capacity)
   at::Tensor selected_per_token;    ///< [] fp32, mean experts selected per token (before capacity)
   at::Tensor passes_per_token;      ///< [] fp32, routing passes per token (SMoE's requested capacity; 1 otherwise)
+  at::Tensor experts_per_token_histogram;  ///< [K_max + 1] int64: tokens processed by 0, 1, ... experts
   /// Expert FLOPs per token relative to top-k over the same experts: experts_per_token / k.
   double relative_expert_flops(int64_t k) const;
   std::map<std::string, AuxLoss> aux_losses;  ///< by name, e.g. "balance", "z"

@@ -81,6 +81,9 @@ struct RouterOptions {
   double z_loss_coef = 0.0;         ///< ST-MoE router z-loss coefficient (>= 0)
   /// XMoE threshold t in (0, 1]: keep experts while the cumulative probability before them is < t.
   double threshold = 0.9;
+  /// Threshold in evaluation; -1 = the same as `threshold`. Dense-to-sparse (XMoE): threshold 1 in
+  /// training (every expert), eval_threshold < 1.
+  double eval_threshold = -1;
   /// THOR: how often the stochastic router draws an expert, in training and in evaluation.
   std::string train_granularity = "batch";  ///< batch | token | sequence | position
   std::string eval_granularity = "token";   ///< batch | token | sequence | position

@@ -8,8 +8,8 @@
 //   priority: rank first, then higher probability, then token order (deterministic; the official
 //   float score (K - r) + p leaves near-ties to top-k's order);
 //   aux loss "balance" from the pre-capacity top-1 choice only.
-// Dense-to-sparse: train with threshold 1 (every expert) and evaluate with t < 1 by changing
-// options().threshold between the phases (set_threshold).
+// Dense-to-sparse: RouterOptions::threshold = 1 (every expert in training) with eval_threshold < 1;
+// set_threshold changes the training threshold for other schedules.
 #pragma once
 
 #include <torch/nn/pimpl.h>
@@ -23,7 +23,7 @@ class ThresholdRouterImpl : public RouterImpl {
   /// Throws moe::Error for invalid options (threshold outside (0, 1], see RouterOptions::validate).
   explicit ThresholdRouterImpl(const RouterOptions& options);
   void reset_parameters();
-  /// Changes t (dense-to-sparse schedules); must be in (0, 1].
+  /// Changes the training threshold t (schedules); must be in (0, 1].
   void set_threshold(double threshold);
 
   at::Tensor weight;  ///< [E, d_model]

@@ -105,6 +105,34 @@ TEST(ThresholdRouterTest, RankThenProbabilityCapacity) {
   EXPECT_EQ(layout.num_dropped.item<int64_t>(), 4);  // 6 assignments (t = 1: both experts), 2 slots
 }
 
+TEST(ThresholdRouterTest, DenseToSparseScheduleAndStatistics) {
+  torch::manual_seed(4);
+  MoELayerOptions o(8, 8, 4, 1);
+  o.router = "threshold";
+  o.router_options.threshold = 1.0;       // dense in training
+  o.router_options.eval_threshold = 0.5;  // sparse in evaluation
+  o.router_options.capacity.drop_tokens = false;
+  MoELayer layer(o);
+  auto x = at::randn({64, 8});
+  layer->train();
+  auto dense = layer->forward(x).stats;
+  EXPECT_NEAR(dense.experts_per_token.item<double>(), 8.0, 1e-6);
+  EXPECT_NEAR(dense.relative_expert_flops(2), 4.0, 1e-6);  // vs top-2 with the same expert size
+  EXPECT_EQ(dense.experts_per_token_histogram[8].item<int64_t>(), 64);
+  layer->eval();
+  auto sparse = layer->forward(x).stats;
+  EXPECT_LT(sparse.experts_per_token.item<double>(), 8.0);
+  EXPECT_GE(sparse.experts_per_token.item<double>(), 1.0);
+  auto hist = sparse.experts_per_token_histogram;
+  EXPECT_EQ(hist.sum().item<int64_t>(), 64);
+  EXPECT_EQ(hist[0].item<int64_t>(), 0);  // a threshold router keeps at least one expert
+  auto counts = at::arange(hist.size(0), at::kLong);
+  EXPECT_NEAR((hist * counts).sum().item<double>() / 64, sparse.experts_per_token.item<double>(), 1e-6);
+  o.router_options.eval_threshold = 2;
+  EXPECT_EQ(error_of([&] { MoELayer bad(o); }),
+            "ThresholdRouterOptions.eval_threshold must be -1 (same as threshold) or in (0, 1], got 2");
+}
+
 // ---- THOR stochastic ------------------------------------------------------------------------------
 
 TEST(StochasticRouterTest, Granularities) {

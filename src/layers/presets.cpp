@@ -1,0 +1,37 @@
+// Official-code presets of the XMoE, THOR and SMoE layers (see moe/layers/presets.h).
+#include "moe/layers/presets.h"
+
+namespace moe {
+
+MoELayerOptions xmoe_layer_options(int64_t d_model, int64_t num_experts, int64_t hidden, bool lm_code) {
+  MoELayerOptions o(d_model, num_experts, hidden, /*top_k=*/1);
+  o.router = "threshold";
+  o.router_options.threshold = 0.9;
+  o.router_options.capacity.formula = CapacityFormula::kDeepSpeed;
+  o.router_options.capacity.capacity_factor = 8.0;
+  o.router_options.capacity.eval_capacity_factor = 8.0;
+  o.router_options.capacity.min_capacity = 4;
+  o.router_options.balance_loss_coef = 0.01;
+  o.experts.init = ExpertInit::kReplicated;
+  o.experts.ffn.activation = lm_code ? Activation::kGelu : Activation::kRelu;
+  o.experts.ffn.fc2_bias = !lm_code;
+  return o;
+}
+
+MoELayerOptions thor_layer_options(int64_t d_model, int64_t num_experts, int64_t hidden) {
+  MoELayerOptions o(d_model, num_experts, hidden, /*top_k=*/1);
+  o.router = "stochastic";
+  o.router_options.train_granularity = "batch";
+  o.router_options.eval_granularity = "position";
+  o.router_options.capacity.drop_tokens = false;
+  o.router_options.balance_loss_coef = 0;
+  return o;
+}
+
+StratifiedMoEBlockOptions smoe_block_options(int64_t d_model, const std::vector<int64_t>& strata, int64_t hidden) {
+  StratifiedMoEBlockOptions o(d_model, strata, hidden);
+  o.router_options.balance_loss_coef = 0.01;
+  return o;
+}
+
+}  // namespace moe
