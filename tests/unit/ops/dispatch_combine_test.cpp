@@ -132,6 +132,27 @@ TEST(DispatchCombineDtypeTest, NonContiguousInputAndDeterminism) {
   EXPECT_TRUE(testing::bitwise_equal(g1, xg.grad()));
 }
 
+TEST(DispatchCombineDtypeTest, VariableKPaddingMatchesReferenceWithGradients) {
+  // Every token has empty (-1) slots in different places, as variable-k routers produce, plus a
+  // capacity drop: combine compacts the kept slots before its gather-sum.
+  auto idx = at::tensor({0, -1, 2, -1, 1, -1, -1, -1, 3, 2, -1, 0, -1, 3, -1, 1, 2, -1, 0, -1}, at::kLong).view({5, 4});
+  auto layout = build_layout(idx, 4, 2);
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(8);
+  auto x = at::randn({5, 3}, gen, at::kDouble).requires_grad_();
+  auto w = at::rand({5, 4}, gen, at::kDouble).requires_grad_();
+  auto ref = testing::one_hot_routing(idx, w.detach(), 4, 2, WeightNormalization::kNone);
+  auto f = [](int64_t e, const at::Tensor& rows) { return rows * (e + 2.0); };
+  std::vector<at::Tensor> outs;
+  auto packed = dispatch(x, layout);
+  for (int64_t e = 0; e < 4; ++e) {
+    outs.push_back(f(e, packed.narrow(0, layout.expert_offsets[e].item<int64_t>(), layout.tokens_per_expert[e].item<int64_t>())));
+  }
+  EXPECT_TRUE(testing::all_close(combine(at::cat(outs, 0), layout, w), testing::one_hot_moe(x.detach(), ref, f),
+                                 testing::tolerance_for(at::kDouble)));
+  auto scale = at::randn({layout.num_rows(), 3}, gen, at::kDouble);
+  EXPECT_TRUE(testing::gradcheck([&] { return combine(dispatch(x, layout) * scale, layout, w); }, {x, w}));
+}
+
 TEST(DispatchCombineDtypeTest, RejectsMismatchedShapes) {
   auto layout = build_layout(at::zeros({3, 1}, at::kLong), 2, -1);
   EXPECT_THROW(dispatch(at::zeros({4, 2}), layout), Error);
