@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.h"
 #include "dense_reference.h"
 #include "moe/moe.h"
 
@@ -25,17 +26,6 @@ struct Config {
   int64_t tokens, d, h, experts, top_k;
 };
 
-double median_ms(const std::function<void()>& step, int warmup, int reps) {
-  for (int i = 0; i < warmup; ++i) step();
-  std::vector<double> ms;
-  for (int i = 0; i < reps; ++i) {
-    auto t0 = std::chrono::steady_clock::now();
-    step();
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
-}
 
 }  // namespace
 
@@ -88,9 +78,9 @@ int main(int argc, char** argv) {
         dense->zero_grad();
         dense->forward(x).output.sum().backward();
       };
-      const double t_moe = median_ms(run_moe, warmup, reps);
-      const double t_one_hot = median_ms(run_one_hot, warmup, reps);
-      const double t_dense = median_ms(run_dense, warmup, reps);
+      const double t_moe = moe::bench::median_ms(run_moe, warmup, reps);
+      const double t_one_hot = moe::bench::median_ms(run_one_hot, warmup, reps);
+      const double t_dense = moe::bench::median_ms(run_dense, warmup, reps);
       std::printf("| %s | %.1f | %.1f | %.1f | %.0f | %.2fx faster | %.2fx the time |\n", c.name.c_str(), t_moe,
                   t_one_hot, t_dense, c.tokens / (t_moe / 1000.0), t_one_hot / t_moe, t_moe / t_dense);
       std::fflush(stdout);

@@ -13,21 +13,11 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.h"
 #include "moe/moe.h"
 
 namespace {
 
-double median_ms(const std::function<void()>& step, int warmup, int reps) {
-  for (int i = 0; i < warmup; ++i) step();
-  std::vector<double> ms;
-  for (int i = 0; i < reps; ++i) {
-    auto t0 = std::chrono::steady_clock::now();
-    step();
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
-}
 
 struct Variant {
   std::string name;
@@ -100,7 +90,7 @@ int main(int argc, char** argv) {
         (out.output.sum() + out.stats.total_aux_loss()).backward();
         stats = out.stats;
       };
-      const double ms = median_ms(step, warmup, reps);
+      const double ms = moe::bench::median_ms(step, warmup, reps);
       const double experts_per_token = stats.experts_per_token.item<double>();
       const double flops = experts_per_token * 4.0 * d * v.hidden / 1e9;  // 2 matmuls × 2 FLOP per MAC
       const double top2 = 2 * 4.0 * d * 2048 / 1e9;

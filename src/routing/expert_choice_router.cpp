@@ -13,21 +13,14 @@ namespace moe {
 ExpertChoiceRouterImpl::ExpertChoiceRouterImpl(const RouterOptions& options) : RouterImpl(options) {
   options_.validate("ExpertChoiceRouterOptions");
   if (options_.normalization == WeightNormalization::kAuto) options_.normalization = WeightNormalization::kNone;
-  weight = register_parameter("weight", at::empty({options_.num_experts, options_.d_model}));
-  reset_parameters();
+  weight = register_router_weight();
 }
 
-void ExpertChoiceRouterImpl::reset_parameters() {
-  const double bound = 1.0 / std::sqrt(static_cast<double>(options_.d_model));
-  torch::NoGradGuard no_grad;
-  weight.uniform_(-bound, bound);
-}
+void ExpertChoiceRouterImpl::reset_parameters() { reset_router_weight(weight); }
 
 RoutingPlan ExpertChoiceRouterImpl::route_impl(const at::Tensor& hidden, const RoutingContext& /*context*/) {
   const int64_t T = hidden.size(0), E = options_.num_experts;
-  const auto dtype = (hidden.scalar_type() == at::kDouble || weight.scalar_type() == at::kDouble) ? at::kDouble
-                                                                                                   : at::kFloat;
-  auto logits = at::matmul(hidden.to(dtype), weight.to(dtype).t());
+  auto logits = router_logits(hidden, weight);
   auto probs = at::softmax(logits, -1);  // [T, E]
   int64_t C = compute_capacity(options_.capacity, T, E, options_.top_k, is_training());
   if (C < 0) C = T;

@@ -78,6 +78,24 @@ int64_t RouterOptions::extra_int(const std::string& key, int64_t fallback) const
 
 RouterImpl::RouterImpl(RouterOptions options) : options_(std::move(options)) {}
 
+at::Tensor RouterImpl::register_router_weight() {
+  auto weight = register_parameter("weight", at::empty({options_.num_experts, options_.d_model}));
+  reset_router_weight(weight);
+  return weight;
+}
+
+void RouterImpl::reset_router_weight(at::Tensor& weight) const {
+  const double bound = 1.0 / std::sqrt(static_cast<double>(options_.d_model));
+  at::NoGradGuard no_grad;
+  weight.uniform_(-bound, bound);
+}
+
+at::Tensor router_logits(const at::Tensor& hidden, const at::Tensor& weight) {
+  const auto dtype = (hidden.scalar_type() == at::kDouble || weight.scalar_type() == at::kDouble) ? at::kDouble
+                                                                                                   : at::kFloat;
+  return at::matmul(hidden.to(dtype), weight.to(dtype).t());
+}
+
 RoutingPlan RouterImpl::route(const at::Tensor& hidden, RoutingContext context) {
   MOE_CHECK(hidden.defined() && hidden.dim() == 2 && hidden.size(1) == options_.d_model, "Router: hidden must be [T, ",
             options_.d_model, "], got ", hidden.defined() ? hidden.sizes() : at::IntArrayRef{});

@@ -41,15 +41,10 @@ ThresholdRouterImpl::ThresholdRouterImpl(const RouterOptions& options) : RouterI
             "ThresholdRouterOptions.eval_threshold must be -1 (same as threshold) or in (0, 1], got ",
             options_.eval_threshold);
   if (options_.normalization == WeightNormalization::kAuto) options_.normalization = WeightNormalization::kNone;
-  weight = register_parameter("weight", at::empty({options_.num_experts, options_.d_model}));
-  reset_parameters();
+  weight = register_router_weight();
 }
 
-void ThresholdRouterImpl::reset_parameters() {
-  const double bound = 1.0 / std::sqrt(static_cast<double>(options_.d_model));
-  torch::NoGradGuard no_grad;
-  weight.uniform_(-bound, bound);
-}
+void ThresholdRouterImpl::reset_parameters() { reset_router_weight(weight); }
 
 void ThresholdRouterImpl::set_threshold(double threshold) {
   check_threshold(threshold, "ThresholdRouter");
@@ -58,9 +53,7 @@ void ThresholdRouterImpl::set_threshold(double threshold) {
 
 RoutingPlan ThresholdRouterImpl::route_impl(const at::Tensor& hidden, const RoutingContext& /*context*/) {
   const int64_t T = hidden.size(0), E = options_.num_experts;
-  const auto dtype = (hidden.scalar_type() == at::kDouble || weight.scalar_type() == at::kDouble) ? at::kDouble
-                                                                                                   : at::kFloat;
-  auto logits = at::matmul(hidden.to(dtype), weight.to(dtype).t());
+  auto logits = router_logits(hidden, weight);
   auto probs = at::softmax(logits, -1);
   at::Tensor index;
   {

@@ -27,28 +27,20 @@ TopKRouterImpl::TopKRouterImpl(const RouterOptions& options) : RouterImpl(option
   if (options_.normalization == WeightNormalization::kAuto) {
     options_.normalization = options_.top_k == 1 ? WeightNormalization::kNone : WeightNormalization::kKept;
   }
-  weight = register_parameter("weight", at::empty({options_.num_experts, options_.d_model}));
-  reset_parameters();
+  weight = register_router_weight();
 }
 
-void TopKRouterImpl::reset_parameters() {
-  // nn.Linear(d, E, bias=False) default initialisation: U(-1/sqrt(d), 1/sqrt(d)).
-  const double bound = 1.0 / std::sqrt(static_cast<double>(options_.d_model));
-  torch::NoGradGuard no_grad;
-  weight.uniform_(-bound, bound);
-}
+void TopKRouterImpl::reset_parameters() { reset_router_weight(weight); }
 
 RoutingPlan TopKRouterImpl::route_impl(const at::Tensor& hidden, const RoutingContext& /*context*/) {
   const int64_t T = hidden.size(0), E = options_.num_experts, K = options_.top_k;
   const bool training = is_training();
-  // Route in fp32, or fp64 when the input or the weight is fp64.
-  const auto dtype = (hidden.scalar_type() == at::kDouble || weight.scalar_type() == at::kDouble) ? at::kDouble
-                                                                                                   : at::kFloat;
-  auto x = hidden.to(dtype);
+  auto x = hidden;
   if (training && options_.jitter > 0) {
+    x = x.to(at::promote_types(x.scalar_type(), at::kFloat));
     x = x * at::empty_like(x).uniform_(1.0 - options_.jitter, 1.0 + options_.jitter, generator_);
   }
-  auto logits = at::matmul(x, weight.to(dtype).t());  // [T, E]
+  auto logits = router_logits(x, weight);  // [T, E], fp32 (fp64 for fp64)
   auto probs = at::softmax(logits, -1);
 
   auto top1 = probs.argmax(-1);  // [T], pre-capacity top-1

@@ -121,9 +121,19 @@ class RouterImpl : public torch::nn::Module {
   /// filled and multiplies to T; context.token_ids is [T] int64 when defined.
   virtual RoutingPlan route_impl(const at::Tensor& hidden, const RoutingContext& context) = 0;
 
+  /// Registers the usual bias-free router projection as parameter "weight" [num_experts, d_model],
+  /// initialised like nn.Linear(d, E, bias=False): U(-1/sqrt(d), 1/sqrt(d)).
+  at::Tensor register_router_weight();
+  /// Re-draws a weight made by register_router_weight.
+  void reset_router_weight(at::Tensor& weight) const;
+
   RouterOptions options_;
   std::optional<at::Generator> generator_;
 };
+
+/// Router logits [T, E] = hidden [T, d] · weight [E, d]^T, computed in fp32 whatever the model dtype
+/// (fp64 when either input is fp64), as every official router does.
+at::Tensor router_logits(const at::Tensor& hidden, const at::Tensor& weight);
 
 using RouterFactory = std::function<std::shared_ptr<RouterImpl>(const RouterOptions&)>;
 

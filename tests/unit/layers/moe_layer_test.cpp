@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "dense_reference.h"
+#include "errors.h"
 #include "gradcheck.h"
 #include "moe/core/error.h"
 #include "moe/layers/moe_layer.h"
@@ -179,14 +180,7 @@ TEST(MoELayerTest, SameSeedSameBits) {
   EXPECT_TRUE(testing::bitwise_equal(g1, g2));
 }
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
-}
+using testing::error_of;
 
 TEST(MoELayerOptionsTest, InvalidOptionsNameTheField) {
   EXPECT_EQ(error_of([] { MoELayer(MoELayerOptions(8, 0, 16, 1)); }), "MoELayerOptions.num_experts must be >= 1, got 0");

@@ -7,6 +7,7 @@
 
 #include <cmath>
 
+#include "errors.h"
 #include "gradcheck.h"
 #include "moe/core/error.h"
 #include "moe/layers/moe_layer.h"
@@ -28,14 +29,7 @@ RouterOptions options(int64_t d, int64_t E, int64_t k = 1) {
   return o;
 }
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
-}
+using testing::error_of;
 
 // ---- XMoE threshold ------------------------------------------------------------------------------
 
