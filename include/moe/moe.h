@@ -5,6 +5,7 @@
 #include "moe/core/error.h"
 #include "moe/core/logging.h"
 #include "moe/core/registry.h"
+#include "moe/eval/sacrebleu.h"
 #include "moe/layers/expert_bank.h"
 #include "moe/layers/moe_layer.h"
 #include "moe/layers/presets.h"

@@ -1,0 +1,30 @@
+# ctest driver for moe-score: writes the sacreBLEU README example, scores it, and checks the text and
+# JSON outputs against sacreBLEU 2.6.0's values; then checks a line-count mismatch fails in one line.
+# Inputs: MOE_SCORE (the program), WORK (a scratch folder).
+file(MAKE_DIRECTORY "${WORK}")
+file(WRITE "${WORK}/hyp.txt" "The dog bit the man.\nIt wasn't surprising.\nThe man had just bitten him.\n")
+file(WRITE "${WORK}/ref1.txt" "The dog bit the man.\nIt was not unexpected.\nThe man bit him first.\n")
+file(WRITE "${WORK}/ref2.txt" "The dog had bit the man.\nNo one was surprised.\nThe man had bitten the dog.\n")
+file(WRITE "${WORK}/short.txt" "one line\n")
+function(expect_contains text pattern)
+  string(FIND "${text}" "${pattern}" at)
+  if(at EQUAL -1)
+    message(FATAL_ERROR "expected to find\n  ${pattern}\nin\n${text}")
+  endif()
+endfunction()
+execute_process(COMMAND "${MOE_SCORE}" "${WORK}/ref1.txt" "${WORK}/ref2.txt" -i "${WORK}/hyp.txt" -m bleu chrf
+                OUTPUT_VARIABLE text RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "moe-score failed: ${rc}")
+endif()
+expect_contains("${text}" "BLEU|nrefs:2|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0 = 48.5 82.4/50.0/45.5/37.5 (BP = 0.943 ratio = 0.944 hyp_len = 17 ref_len = 18)")
+expect_contains("${text}" "chrF2|nrefs:2|case:mixed|eff:yes|nc:6|nw:0|space:no|version:2.6.0 = 59.7")
+execute_process(COMMAND "${MOE_SCORE}" "${WORK}/ref1.txt" -i "${WORK}/hyp.txt" -m bleu chrf --chrf-word-order 2 -w 4 --json
+                OUTPUT_VARIABLE js RESULT_VARIABLE rc)
+expect_contains("${js}" "\"name\": \"BLEU\", \"score\": 45.0675")
+expect_contains("${js}" "\"name\": \"chrF2++\"")
+execute_process(COMMAND "${MOE_SCORE}" "${WORK}/short.txt" -i "${WORK}/hyp.txt" ERROR_VARIABLE err RESULT_VARIABLE rc)
+if(rc EQUAL 0)
+  message(FATAL_ERROR "a line-count mismatch must fail")
+endif()
+expect_contains("${err}" "moe-score: error: '${WORK}/short.txt' has 1 lines but '${WORK}/hyp.txt' has 3")

@@ -1,0 +1,111 @@
+// moe-score: BLEU and chrF exactly as sacreBLEU 2.6.0, with its command-line shape.
+//   moe-score REF [REF...] -i HYP -m bleu chrf [--chrf-word-order 2] [-lc] [-w 1] [--json]
+// Prints "<name>|<signature> = <score>" per metric, or a JSON array with --json. A thin main:
+// errors are one line on stderr and exit code 1.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "moe/core/error.h"
+#include "moe/eval/sacrebleu.h"
+
+namespace {
+
+std::vector<std::string> read_lines(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  MOE_CHECK(in.good(), "cannot open '", path, "'");
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(moe::rstrip_whitespace(line));
+  return lines;
+}
+
+std::string json_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+std::string fixed(double value, int width) {
+  char buffer[64];
+  std::snprintf(buffer, sizeof(buffer), "%.*f", width, value);
+  return buffer;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"BLEU and chrF, exactly as sacreBLEU 2.6.0 computes them"};
+  std::vector<std::string> ref_paths;
+  std::string hyp_path;
+  std::vector<std::string> metrics{"bleu"};
+  int width = 1, chrf_word_order = 0;
+  bool lowercase = false, json = false;
+  std::string smooth = "exp";
+  app.add_option("refs", ref_paths, "reference files, one segment per line")->required()->check(CLI::ExistingFile);
+  app.add_option("-i,--input", hyp_path, "hypothesis file")->required()->check(CLI::ExistingFile);
+  app.add_option("-m,--metrics", metrics, "metrics: bleu, chrf")->check(CLI::IsMember({"bleu", "chrf"}));
+  app.add_option("-w,--width", width, "decimals to print")->check(CLI::Range(0, 10));
+  app.add_option("--chrf-word-order,--cw", chrf_word_order, "chrF word n-gram order (2 = chrF++)")->check(CLI::Range(0, 10));
+  app.add_option("-s,--smooth-method", smooth, "BLEU smoothing")->check(CLI::IsMember({"exp", "floor", "add-k", "none"}));
+  app.add_flag("--lc,--lowercase", lowercase, "lowercase before scoring");
+  app.add_flag("--json", json, "print a JSON array instead of text");
+  // sacreBLEU spells two options with one dash (-cw, -lc); CLI11 wants two for long names.
+  std::vector<std::string> args(argv, argv + argc);
+  std::vector<char*> arg_ptrs;
+  for (auto& a : args) {
+    if (a == "-cw" || a == "-lc") a = "-" + a;
+    arg_ptrs.push_back(a.data());
+  }
+  CLI11_PARSE(app, argc, arg_ptrs.data());
+  try {
+    const auto hyps = read_lines(hyp_path);
+    moe::RefStreams refs;
+    for (const auto& path : ref_paths) {
+      refs.push_back(read_lines(path));
+      MOE_CHECK(refs.back().size() == hyps.size(), "'", path, "' has ", refs.back().size(), " lines but '", hyp_path,
+                "' has ", hyps.size());
+    }
+    const auto nrefs = static_cast<int64_t>(refs.size());
+    std::vector<std::string> json_items;
+    for (const auto& metric : metrics) {
+      std::string name, signature, verbose;
+      double score = 0;
+      if (metric == "bleu") {
+        moe::BleuOptions o;
+        o.lowercase = lowercase;
+        o.smooth_method = smooth;
+        auto s = moe::corpus_bleu(hyps, refs, o);
+        name = "BLEU", signature = o.signature(nrefs), verbose = s.to_string(width), score = s.score;
+      } else {
+        moe::ChrFOptions o;
+        o.lowercase = lowercase;
+        o.word_order = chrf_word_order;
+        auto s = moe::corpus_chrf(hyps, refs, o);
+        name = o.name(), signature = o.signature(nrefs), verbose = s.to_string(width), score = s.score;
+      }
+      const std::string full = name + "|" + signature;
+      if (json) {
+        json_items.push_back("{\"name\": \"" + json_escape(name) + "\", \"score\": " + fixed(score, width) +
+                             ", \"signature\": \"" + json_escape(full) + "\", \"verbose_score\": \"" +
+                             json_escape(verbose.substr(verbose.find(" = ") + 3)) + "\"}");
+      } else {
+        std::cout << full << " = " << verbose.substr(verbose.find(" = ") + 3) << "\n";
+      }
+    }
+    if (json) {
+      std::cout << "[";
+      for (size_t i = 0; i < json_items.size(); ++i) std::cout << (i ? ",\n " : "") << json_items[i];
+      std::cout << "]\n";
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << "moe-score: error: " << e.what() << "\n";
+    return 1;
+  }
+}
