@@ -5,6 +5,8 @@
 #include "moe/core/error.h"
 #include "moe/core/logging.h"
 #include "moe/core/registry.h"
+#include "moe/data/corpus.h"
+#include "moe/data/gettext_corpus.h"
 #include "moe/eval/sacrebleu.h"
 #include "moe/layers/expert_bank.h"
 #include "moe/layers/moe_layer.h"
