@@ -7,6 +7,7 @@
 #include "moe/core/registry.h"
 #include "moe/data/corpus.h"
 #include "moe/data/gettext_corpus.h"
+#include "moe/data/tokenizer.h"
 #include "moe/eval/sacrebleu.h"
 #include "moe/layers/expert_bank.h"
 #include "moe/layers/moe_layer.h"

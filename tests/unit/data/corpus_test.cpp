@@ -1,13 +1,13 @@
 // Corpus reading (both layouts, strict errors) and the gettext default-corpus builder on catalogs
 // compiled here with msgfmt from hand-written PO text, plus one build from the machine's catalogs.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
 #include "errors.h"
+#include "scratch.h"
 #include "moe/data/corpus.h"
 #include "moe/data/gettext_corpus.h"
 
@@ -15,27 +15,7 @@ namespace moe {
 namespace {
 namespace fs = std::filesystem;
 
-// Scratch folders under the temporary directory, removed when the test program ends.
-std::vector<fs::path>& scratch_dirs() {
-  static std::vector<fs::path> dirs;
-  return dirs;
-}
-
-class ScratchCleanup : public ::testing::Environment {
- public:
-  void TearDown() override {
-    for (const auto& dir : scratch_dirs()) fs::remove_all(dir);
-  }
-};
-const auto* const kCleanup = ::testing::AddGlobalTestEnvironment(new ScratchCleanup);
-
-fs::path scratch(const std::string& name) {
-  auto dir = fs::temp_directory_path() / ("moe_test_" + std::to_string(getpid()) + "_" + name);
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  scratch_dirs().push_back(dir);
-  return dir;
-}
+using testing::scratch;
 
 void write(const fs::path& path, const std::string& text) {
   fs::create_directories(path.parent_path());
