@@ -5,6 +5,7 @@
 #include "moe/core/error.h"
 #include "moe/core/logging.h"
 #include "moe/core/registry.h"
+#include "moe/data/batching.h"
 #include "moe/data/corpus.h"
 #include "moe/data/gettext_corpus.h"
 #include "moe/data/tokenizer.h"

@@ -8,6 +8,7 @@
 #include <random>
 
 #include "errors.h"
+#include "moe/data/batching.h"
 #include "moe/data/tokenizer.h"
 #include "scratch.h"
 
@@ -68,6 +69,17 @@ TEST(TokenizerTest, TrainsRoundTripsAndCaches) {
   EXPECT_EQ(std::count(pieces.begin(), pieces.end(), "<2en>"), 1);
   EXPECT_EQ(tok.decode({tag}), "<2de>");
   EXPECT_EQ(testing::error_of([&] { tok.piece_id("<2xx>"); }), "piece '<2xx>' is not in the vocabulary");
+
+  // Examples: the target-language tag first on the source side, eos last on both sides.
+  ParallelText text{"en", "de", "valid", {"the file", "save changes"}, {"die Datei", "Änderungen speichern"}, 0};
+  auto examples = encode_examples(text, tok, "<2de>", 3);
+  ASSERT_EQ(examples.size(), 2u);
+  EXPECT_EQ(examples[0].source.front(), tag);
+  EXPECT_EQ(examples[0].source.back(), SentencePieceTokenizer::kEos);
+  EXPECT_EQ(examples[1].target.back(), SentencePieceTokenizer::kEos);
+  EXPECT_EQ(examples[1].direction, 3);
+  EXPECT_EQ(tok.decode(std::vector<int>(examples[1].target.begin(), examples[1].target.end() - 1)), "Änderungen speichern");
+  EXPECT_EQ(encode_examples(text, tok, "<2de>", 0, /*max_length=*/3).size(), 0u);  // too long: skipped
 
   // Same files and options: loaded from the cache, identical encodings.
   bool retrained = true;
