@@ -94,17 +94,18 @@ std::vector<PoEntry> parse_po(const std::string& text) {
   return entries;
 }
 
+// msgunfmt's output, or "" when it fails (counted as an unreadable catalog by the caller).
 std::string run_msgunfmt(const std::string& path) {
   std::string quoted = "'";
   for (char c : path) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
   quoted += "'";
-  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(("msgunfmt --no-wrap " + quoted + " 2>/dev/null").c_str(), "r"), pclose);
-  if (!pipe) return "";
+  FILE* pipe = popen(("msgunfmt --no-wrap -- " + quoted + " 2>/dev/null").c_str(), "r");
+  if (pipe == nullptr) return "";
   std::string out;
   char buffer[65536];
   size_t n;
-  while ((n = fread(buffer, 1, sizeof(buffer), pipe.get())) > 0) out.append(buffer, n);
-  return out;
+  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) out.append(buffer, n);
+  return pclose(pipe) == 0 ? out : std::string();
 }
 
 bool is_word_char(unsigned char c) { return std::isalnum(c) != 0 || c >= 0x80; }
@@ -281,7 +282,9 @@ GettextCorpusReport build_gettext_corpus(const std::string& out_dir, const Gette
         src << s << '\n';
         tgt << t << '\n';
       }
-      MOE_CHECK(src.good() && tgt.good(), "cannot write the default corpus under '", pair_dir.string(), "'");
+      src.close();
+      tgt.close();
+      MOE_CHECK(!src.fail() && !tgt.fail(), "cannot write the default corpus under '", pair_dir.string(), "'");
       report.pairs[lang][split] = static_cast<int64_t>(rows.size());
     }
   }

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <unistd.h>
 
 #include "moe/core/error.h"
 
@@ -39,6 +40,10 @@ void SentencePieceOptions::validate() const {
   MOE_CHECK(character_coverage > 0 && character_coverage <= 1,
             "SentencePieceOptions.character_coverage must be in (0, 1], got ", character_coverage);
   MOE_CHECK(num_threads >= 1, "SentencePieceOptions.num_threads must be >= 1, got ", num_threads);
+  MOE_CHECK(normalization == "nmt_nfkc" || normalization == "identity" || normalization == "nfkc" ||
+                normalization == "nmt_nfkc_cf" || normalization == "nfkc_cf",
+            "SentencePieceOptions.normalization must be one of nmt_nfkc, nfkc, nmt_nfkc_cf, nfkc_cf, identity; got '",
+            normalization, "'");
   for (const auto& s : user_symbols) {
     MOE_CHECK(!s.empty() && s.find_first_of(", \t\n") == std::string::npos,
               "SentencePieceOptions.user_symbols entries must be non-empty without commas or spaces, got '", s, "'");
@@ -50,7 +55,8 @@ std::string SentencePieceOptions::trainer_flags() const {
   flags << "--vocab_size=" << vocab_size << " --model_type=" << model_type << " --character_coverage=" << character_coverage
         << " --byte_fallback=" << (byte_fallback ? "true" : "false") << " --input_sentence_size=" << input_sentence_size
         << " --shuffle_input_sentence=true --num_threads=" << num_threads
-        << " --pad_id=0 --unk_id=1 --bos_id=2 --eos_id=3 --hard_vocab_limit=false --minloglevel=2";
+        << " --pad_id=0 --unk_id=1 --bos_id=2 --eos_id=3 --hard_vocab_limit=false --minloglevel=2"
+        << " --normalization_rule_name=" << normalization;
   if (!user_symbols.empty()) {
     flags << " --user_defined_symbols=";
     for (size_t i = 0; i < user_symbols.size(); ++i) flags << (i ? "," : "") << user_symbols[i];
@@ -65,26 +71,45 @@ SentencePieceTokenizer SentencePieceTokenizer::train_or_load(const std::vector<s
   MOE_CHECK(!text_files.empty(), "SentencePieceTokenizer: no training files given");
   const std::string flags = options.trainer_flags();
   uint64_t h = fnv1a(1469598103934665603ULL, flags.data(), flags.size());
+  h = fnv1a(h, reinterpret_cast<const char*>(&options.seed), sizeof(options.seed));
   for (const auto& file : text_files) {
+    MOE_CHECK(file.find_first_of(", \t\n") == std::string::npos,
+              "SentencePieceTokenizer: training file paths must not contain commas or whitespace (SentencePiece "
+              "flag syntax), got '", file, "'");
     std::ifstream in(file, std::ios::binary);
     MOE_CHECK(in.good(), "SentencePieceTokenizer: cannot open training file '", file, "'");
-    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    MOE_CHECK(!bytes.empty(), "SentencePieceTokenizer: training file '", file, "' is empty");
-    h = fnv1a(h, bytes.data(), bytes.size());
+    uint64_t size = 0;
+    std::vector<char> chunk(1 << 20);
+    while (in.read(chunk.data(), static_cast<std::streamsize>(chunk.size())) || in.gcount() > 0) {
+      h = fnv1a(h, chunk.data(), static_cast<size_t>(in.gcount()));
+      size += static_cast<uint64_t>(in.gcount());
+    }
+    MOE_CHECK(size > 0, "SentencePieceTokenizer: training file '", file, "' is empty");
+    h = fnv1a(h, reinterpret_cast<const char*>(&size), sizeof(size));  // file boundaries count
   }
+  MOE_CHECK(cache_dir.find_first_of(", \t\n") == std::string::npos,
+            "SentencePieceTokenizer: the cache folder must not contain commas or whitespace, got '", cache_dir, "'");
   fs::create_directories(cache_dir);
   const fs::path model = fs::path(cache_dir) / ("spm-" + hex(h) + ".model");
   if (trained != nullptr) *trained = false;
   if (fs::exists(model)) return load(model.string());
 
-  const fs::path prefix = fs::path(cache_dir) / ("spm-" + hex(h) + ".tmp");
+  // A process-unique temporary prefix; the rename into place is atomic, and a model another process
+  // finished first is simply used.
+  const fs::path prefix = fs::path(cache_dir) / ("spm-" + hex(h) + ".tmp" + std::to_string(::getpid()));
   std::string inputs;
   for (size_t i = 0; i < text_files.size(); ++i) inputs += (i ? "," : "") + text_files[i];
+  sentencepiece::SetRandomGeneratorSeed(static_cast<unsigned int>(options.seed));  // input sampling
   const auto status =
       sentencepiece::SentencePieceTrainer::Train("--input=" + inputs + " --model_prefix=" + prefix.string() + " " + flags);
   MOE_CHECK(status.ok(), "SentencePiece training failed: ", status.ToString());
-  fs::rename(prefix.string() + ".model", model);  // atomic within the cache folder
-  fs::rename(prefix.string() + ".vocab", fs::path(cache_dir) / ("spm-" + hex(h) + ".vocab"));
+  std::error_code ignored;
+  fs::rename(prefix.string() + ".vocab", fs::path(cache_dir) / ("spm-" + hex(h) + ".vocab"), ignored);
+  if (fs::exists(model)) {
+    fs::remove(prefix.string() + ".model", ignored);
+  } else {
+    fs::rename(prefix.string() + ".model", model);
+  }
   if (trained != nullptr) *trained = true;
   return load(model.string());
 }

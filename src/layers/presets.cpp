@@ -8,8 +8,9 @@ MoELayerOptions xmoe_layer_options(int64_t d_model, int64_t num_experts, int64_t
   o.router = "threshold";
   o.router_options.threshold = 0.9;
   o.router_options.capacity.formula = CapacityFormula::kDeepSpeed;
-  o.router_options.capacity.capacity_factor = 8.0;
-  o.router_options.capacity.eval_capacity_factor = 8.0;
+  const double gamma = lm_code ? 8.0 : 2.0;  // LM script: 8 (train and eval); fairseq MT: 2
+  o.router_options.capacity.capacity_factor = gamma;
+  o.router_options.capacity.eval_capacity_factor = gamma;
   o.router_options.capacity.min_capacity = 4;
   o.router_options.balance_loss_coef = 0.01;
   o.experts.init = ExpertInit::kReplicated;
@@ -28,9 +29,11 @@ MoELayerOptions thor_layer_options(int64_t d_model, int64_t num_experts, int64_t
   return o;
 }
 
-StratifiedMoEBlockOptions smoe_block_options(int64_t d_model, const std::vector<int64_t>& strata, int64_t hidden) {
+StratifiedMoEBlockOptions smoe_block_options(int64_t d_model, const std::vector<int64_t>& strata, int64_t hidden,
+                                            double dropout) {
   StratifiedMoEBlockOptions o(d_model, strata, hidden);
   o.router_options.balance_loss_coef = 0.01;
+  o.experts.ffn.output_dropout = dropout;  // the layer's dropout, inside each expert (the block output is final)
   return o;
 }
 

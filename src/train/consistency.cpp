@@ -19,7 +19,10 @@ at::Tensor consistency_loss(const at::Tensor& logits_a, const at::Tensor& logits
   const auto dtype = logits_a.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   auto log_a = at::log_softmax(logits_a.to(dtype), -1);
   auto log_b = at::log_softmax(logits_b.to(dtype), -1);
-  auto per_position = 0.5 * ((log_a.exp() - log_b.exp()) * (log_a - log_b)).sum(-1);  // [...]
+  // Entries that are -inf in both passes (a masked vocabulary entry) contribute 0, not NaN.
+  auto both_masked = at::logical_and(at::isneginf(log_a), at::isneginf(log_b));
+  auto diff = at::where(both_masked, at::zeros({}, log_a.options()), log_a - log_b);
+  auto per_position = 0.5 * ((log_a.exp() - log_b.exp()) * diff).sum(-1);  // [...]
   at::Tensor keep;
   if (pad_mask.defined()) {
     MOE_CHECK(pad_mask.scalar_type() == at::kBool && pad_mask.sizes() == per_position.sizes(),
@@ -51,9 +54,12 @@ ConsistencyStepResult consistency_training_step(const std::function<PassResult()
   out.task_loss_b = b.task_loss;
   out.consistency = consistency_loss(a.logits, b.logits, pad_mask, Reduction::kSum);
   auto total = a.task_loss + b.task_loss + options.alpha * out.consistency;
-  if (a.aux_loss.defined()) total = total + a.aux_loss;
-  if (b.aux_loss.defined()) total = total + b.aux_loss;
-  out.loss = total / static_cast<double>(num_tokens);
+  // Aux losses are per-token means (MoEStats::total_aux_loss()); fairseq adds ntokens · aux to the
+  // summed loss, so after the single normalisation each weighs as itself.
+  const double tokens = static_cast<double>(num_tokens);
+  if (a.aux_loss.defined()) total = total + a.aux_loss * tokens;
+  if (b.aux_loss.defined()) total = total + b.aux_loss * tokens;
+  out.loss = total / tokens;
   return out;
 }
 

@@ -2,6 +2,7 @@
 // unigram model trained in-process on the training text of every language, with language tags such
 // as <2de> as user-defined symbols (each one piece) and byte fallback (no unknown characters),
 // cached by a hash of the input files' contents and the options so a second run reuses the model.
+// Round trips are lossless for text that the chosen normalisation leaves alone (identity: all text).
 // Special ids: pad 0, unk 1, bos 2, eos 3.
 #pragma once
 
@@ -24,6 +25,10 @@ struct SentencePieceOptions {
   double character_coverage = 1.0;
   int64_t input_sentence_size = 1000000;  ///< sentences sampled for training at most
   int num_threads = 2;
+  /// SentencePiece normalisation: nmt_nfkc (the NMT default; maps e.g. "…" to "...", full-width
+  /// punctuation to ASCII) or identity (lossless for every character).
+  std::string normalization = "nmt_nfkc";
+  uint64_t seed = 1;  ///< input-sampling seed (corpora above input_sentence_size)
   void validate() const;
   /// The options as SentencePiece trainer flags (without input and model prefix).
   std::string trainer_flags() const;

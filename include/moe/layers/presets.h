@@ -9,7 +9,8 @@
 namespace moe {
 
 /// XMoE (ysngki/XMoE): threshold router (t = 0.9, fp32, no noise, raw probabilities), capacity
-/// max(ceil((T/E)·γ), 4) with γ = 8 in training and evaluation, balance loss 0.01 from the top-1,
+/// max(ceil((T/E)·γ), 4) with γ = 8 (LM script) or 2 (MT) in training and evaluation, balance loss
+/// 0.01 from the top-1,
 /// every expert a copy of the first (replicated init). Small experts: pass hidden = d_ff / 8 etc.
 /// lm_code: the Megatron LM code's quirks (GELU, no fc2 bias); false = the fairseq MT code (ReLU,
 /// both biases).
@@ -23,7 +24,10 @@ MoELayerOptions thor_layer_options(int64_t d_model, int64_t num_experts, int64_t
 
 /// SMoE (fe1ixxu/Stratified_Mixture_of_Experts): top-2 gates per stratum with a Gumbel-sampled second
 /// expert in training and inference, capacity 2·ceil(T_i/E_visible), evaluation token fraction 1.0
-/// (generation), per-stratum and exit LayerNorms, ReLU experts with independent init, balance 0.01.
-StratifiedMoEBlockOptions smoe_block_options(int64_t d_model, const std::vector<int64_t>& strata, int64_t hidden);
+/// (generation; the official validation loss uses 0.25), per-stratum and exit LayerNorms, ReLU experts
+/// with independent init, balance 0.01, and the layer's dropout inside each expert (0.3 in the paper
+/// runs): the block's output is final, so no dropout can follow it.
+StratifiedMoEBlockOptions smoe_block_options(int64_t d_model, const std::vector<int64_t>& strata, int64_t hidden,
+                                            double dropout = 0.3);
 
 }  // namespace moe

@@ -14,6 +14,8 @@
 // Each pass is an ordinary RoutingPlan over the active tokens and reuses layout, dispatch, the
 // ExpertBank and combine. The block's output already contains the residual stream
 // (includes_residual() is true): a transformer layer uses it as the layer's new hidden state.
+// Gates see the active tokens as one flat sequence (RoutingContext::leading_shape = {T_active}), so
+// position-based routing (hash by position, stochastic per sequence/position) is not meaningful here.
 #pragma once
 
 #include <torch/nn/modules/container/modulelist.h>

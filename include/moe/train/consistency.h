@@ -25,7 +25,7 @@ at::Tensor consistency_loss(const at::Tensor& logits_a, const at::Tensor& logits
 struct PassResult {
   at::Tensor logits;     ///< [..., V]
   at::Tensor task_loss;  ///< 0-dim, summed (not averaged) over the target tokens
-  at::Tensor aux_loss;   ///< optional 0-dim, already weighted (e.g. MoEStats::total_aux_loss() summed over layers)
+  at::Tensor aux_loss;   ///< optional 0-dim, weighted, per-token scale (MoEStats::total_aux_loss() summed over layers)
 };
 
 struct ConsistencyStepOptions {
@@ -34,7 +34,7 @@ struct ConsistencyStepOptions {
 };
 
 struct ConsistencyStepResult {
-  at::Tensor loss;         ///< (task_a + task_b + α·consistency + aux_a + aux_b) / num_tokens; call backward() on it
+  at::Tensor loss;         ///< (task_a + task_b + α·consistency) / num_tokens + aux_a + aux_b; call backward() on it
   at::Tensor task_loss_a;  ///< summed task loss of each pass
   at::Tensor task_loss_b;
   at::Tensor consistency;  ///< summed consistency term (unweighted)

@@ -97,6 +97,17 @@ TEST(TokenizerTest, TrainsRoundTripsAndCaches) {
   EXPECT_NE(second.model_path(), tok.model_path());
 }
 
+TEST(TokenizerTest, IdentityNormalizationIsLossless) {
+  auto dir = testing::scratch("spm_identity");
+  auto files = write_corpus(dir);
+  auto o = small_options();
+  o.normalization = "identity";
+  auto tok = SentencePieceTokenizer::train_or_load(files, (dir / "cache").string(), o);
+  for (const std::string text : {"wait…", "全角，（括弧）", "x²"}) EXPECT_EQ(tok.decode(tok.encode(text)), text);
+  auto nfkc = SentencePieceTokenizer::train_or_load(files, (dir / "cache").string(), small_options());
+  EXPECT_EQ(nfkc.decode(nfkc.encode("wait…")), "wait...");  // nmt_nfkc maps the ellipsis
+}
+
 TEST(TokenizerTest, ClearErrors) {
   auto dir = testing::scratch("spm_errors");
   auto o = small_options();

@@ -79,6 +79,7 @@ TEST(BleuTest, SingleSegmentGoldenVectors) {
     }
   }
   EXPECT_EQ(bleu_segment_stats("a b c d e", {"a b c d", "a b c d e f"}).ref_len, 4);  // tie -> shorter
+  EXPECT_NEAR(corpus_chrf({"a b c d e"}, {{"a b c d"}, {"a b c d e f"}}).score, 91.367713, 5e-7);  // S5, 2 refs
   EXPECT_NEAR(corpus_bleu({"Hello there"}, {{"Hello there general Kenobi"}}).bp, 0.367879, 5e-7);
   auto s4 = [](const std::string& method) {
     BleuOptions o;

@@ -133,6 +133,45 @@ TEST(StratifiedMoEBlockTest, GradientsByFiniteDifferences) {
   EXPECT_TRUE(testing::gradcheck([&] { return block->forward(x).output; }, leaves));
 }
 
+TEST(StratifiedMoEBlockTest, WithoutLayerNormsItIsTheResidualPlusTheMoE) {
+  torch::manual_seed(2);
+  StratifiedMoEBlockOptions o(6, {4}, 5);
+  o.router_options.second_expert_policy = SecondExpertPolicy::kGreedy;
+  o.router_options.sample_in_eval = false;
+  o.input_layernorm = false;
+  o.stratum_layernorm = false;  // official --hmoe-layernorm 0: no per-stratum or exit LayerNorm
+  StratifiedMoEBlock block(o);
+  block->to(at::kDouble);
+  MoELayerOptions lo(6, 4, 5, 2);
+  lo.router_options.second_expert_policy = SecondExpertPolicy::kGreedy;
+  MoELayer layer(lo);
+  layer->to(at::kDouble);
+  {
+    torch::NoGradGuard g;
+    router_weight(layer->router).copy_(router_weight(block->gates[0]));
+    for (auto& p : layer->experts->named_parameters()) p.value().copy_(block->experts->named_parameters()[p.key()]);
+  }
+  auto h = at::randn({20, 6}, at::kDouble);
+  EXPECT_TRUE(testing::all_close(block->forward(h).output, h + layer->forward(h).output,
+                                 testing::tolerance_for(at::kDouble)));
+  EXPECT_TRUE(block->named_parameters().find("stratum_norms.0.weight") == nullptr);
+}
+
+TEST(StratifiedMoEBlockTest, EvaluationDropsNothing) {
+  torch::manual_seed(3);
+  StratifiedMoEBlock block(StratifiedMoEBlockOptions(8, {2, 6}, 8));  // eval token fraction 1.0
+  {
+    torch::NoGradGuard g;
+    router_weight(block->gates[0]).zero_();
+    router_weight(block->gates[0])[0].fill_(1.0);  // every token wants expert 0 first
+  }
+  block->eval();
+  auto stats = block->forward(at::randn({64, 8}).abs()).stats;
+  EXPECT_EQ(stats.dropped_fraction.item<double>(), 0.0);
+  block->train();  // training capacity 2·ceil(64/8) = 16 < 64 requests for expert 0: drops
+  EXPECT_GT(block->forward(at::randn({64, 8}).abs()).stats.dropped_fraction.item<double>(), 0.0);
+}
+
 TEST(StratifiedMoEBlockTest, GumbelSecondExpertAndZeroTokens) {
   StratifiedMoEBlock block(StratifiedMoEBlockOptions(8, {2, 6}, 8));
   block->eval();  // the official code samples the second expert at inference too

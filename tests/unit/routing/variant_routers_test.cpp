@@ -97,6 +97,24 @@ TEST(ThresholdRouterTest, RankThenProbabilityCapacity) {
   EXPECT_EQ(layout.slot_row[0][0].item<int64_t>(), -1);  // t0 (lower probability) dropped
   EXPECT_EQ(layout.slot_row[2][0].item<int64_t>(), 1);   // t2 keeps expert 1
   EXPECT_EQ(layout.num_dropped.item<int64_t>(), 4);  // 6 assignments (t = 1: both experts), 2 slots
+
+  // Three experts: t0's rank-1 probability for expert 0 (.45) beats t1's rank-0 probability (.40),
+  // but rank comes first, so expert 0 keeps t1.
+  auto o3 = o;
+  o3.num_experts = 3;
+  o3.d_model = 3;
+  ThresholdRouter three(o3);
+  {
+    torch::NoGradGuard g;
+    three->weight.copy_(at::eye(3));
+  }
+  auto x3 = at::log(at::tensor({0.45, 0.5, 0.05, 0.40, 0.35, 0.25}).view({2, 3}));
+  auto plan3 = three->route(x3);
+  auto layout3 = build_layout(plan3.expert_index, 3, 1, plan3.priority);
+  EXPECT_EQ(plan3.expert_index[1][0].item<int64_t>(), 0);  // t1's rank 0 is expert 0
+  EXPECT_EQ(plan3.expert_index[0][1].item<int64_t>(), 0);  // t0's rank 1 is expert 0
+  EXPECT_GE(layout3.slot_row[1][0].item<int64_t>(), 0);    // kept
+  EXPECT_EQ(layout3.slot_row[0][1].item<int64_t>(), -1);   // dropped despite the higher probability
 }
 
 TEST(ThresholdRouterTest, DenseToSparseScheduleAndStatistics) {
@@ -300,6 +318,16 @@ TEST_P(EveryRouterTest, NoNaNWithEqualOrHugeLogitsOrOneToken) {
     EXPECT_TRUE(at::isfinite(huge.stats.total_aux_loss()).item<bool>());
     auto one = layer->forward(at::randn({1, 1, 6}));
     EXPECT_TRUE(at::isfinite(one.output).all().item<bool>());
+  }
+}
+
+TEST_P(EveryRouterTest, ZeroTokens) {
+  auto layer = layer_with(GetParam());
+  for (bool training : {true, false}) {
+    layer->train(training);
+    auto out = layer->forward(at::zeros({0, 5, 6}));
+    EXPECT_EQ(out.output.sizes(), (std::vector<int64_t>{0, 5, 6}));
+    EXPECT_EQ(out.stats.num_tokens, 0);
   }
 }
 

@@ -35,6 +35,15 @@ TEST(ConsistencyLossTest, MatchesSymmetricKLInFloat64) {
   EXPECT_TRUE(testing::gradcheck([&] { return consistency_loss(ga, gb, pad); }, {ga, gb}));
 }
 
+TEST(ConsistencyLossTest, ZeroForEntriesMaskedInBothPasses) {
+  const float inf = std::numeric_limits<float>::infinity();
+  auto a = at::tensor({0.0f, -inf, 1.0f}).view({1, 3});
+  auto b = at::tensor({0.5f, -inf, 1.0f}).view({1, 3});
+  // The same distributions without the masked entry.
+  auto expected = consistency_loss(at::tensor({0.0f, 1.0f}).view({1, 2}), at::tensor({0.5f, 1.0f}).view({1, 2}));
+  EXPECT_NEAR(consistency_loss(a, b).item<double>(), expected.item<double>(), 1e-7);  // the masked entry adds 0
+}
+
 TEST(ConsistencyLossTest, FiniteWhenProbabilitiesUnderflow) {
   // exp(-1e4) underflows to 0 in fp32: log(probability) would be -inf and 0 · inf NaN.
   auto a = at::tensor({0.0f, -1e4f, 0.0f, 0.0f}).view({2, 2});
@@ -59,7 +68,7 @@ TEST(ConsistencyStepTest, NormalisesOnceAndRejectsNegativeAlpha) {
   auto step = consistency_training_step(pass, at::Tensor(), 4, options);
   EXPECT_EQ(calls, 2);
   auto cr = consistency_loss(at::tensor({1.0, 0.0}).view({1, 2}), at::tensor({2.0, 0.0}).view({1, 2})).item<double>();
-  EXPECT_NEAR(step.loss.item<double>(), (10 + 20 + 5 * cr + 2) / 4, 1e-12);
+  EXPECT_NEAR(step.loss.item<double>(), (10 + 20 + 5 * cr) / 4 + 2, 1e-12);  // aux is per token already
   options.alpha = -1;
   try {
     consistency_training_step(pass, at::Tensor(), 4, options);
