@@ -32,18 +32,22 @@ StratifiedMoEBlock greedy_block(std::vector<int64_t> strata, int64_t d = 6, int6
 
 at::Tensor router_weight(const std::shared_ptr<RouterImpl>& r) { return r->named_parameters()["weight"]; }
 
+// A float64 greedy GShard top-2 MoELayer with the gate and experts of a one-stratum block.
+MoELayer greedy_gshard_sharing_weights(StratifiedMoEBlockImpl& block) {
+  MoELayerOptions o(block.options.d_model, block.options.num_experts(), block.options.experts.ffn.hidden, 2);
+  o.router_options.second_expert_policy = SecondExpertPolicy::kGreedy;
+  MoELayer layer(o);
+  layer->to(at::kDouble);
+  torch::NoGradGuard g;
+  router_weight(layer->router).copy_(router_weight(block.gates[0]));
+  for (auto& p : layer->experts->named_parameters()) p.value().copy_(block.experts->named_parameters()[p.key()]);
+  return layer;
+}
+
 TEST(StratifiedMoEBlockTest, OneStratumEqualsGShardTopTwoPlusExitLayerNorm) {
   torch::manual_seed(1);
   auto block = greedy_block({4});
-  MoELayerOptions lo(6, 4, 5, 2);
-  lo.router_options.second_expert_policy = SecondExpertPolicy::kGreedy;
-  MoELayer layer(lo);
-  layer->to(at::kDouble);
-  {
-    torch::NoGradGuard g;
-    router_weight(layer->router).copy_(router_weight(block->gates[0]));
-    for (auto& p : layer->experts->named_parameters()) p.value().copy_(block->experts->named_parameters()[p.key()]);
-  }
+  auto layer = greedy_gshard_sharing_weights(*block);
   auto h = at::randn({3, 7, 6}, at::kDouble);
   auto out = block->forward(h);
   auto exit_norm = block->stratum_norms[0]->as<torch::nn::LayerNorm>();
@@ -142,15 +146,7 @@ TEST(StratifiedMoEBlockTest, WithoutLayerNormsItIsTheResidualPlusTheMoE) {
   o.stratum_layernorm = false;  // official --hmoe-layernorm 0: no per-stratum or exit LayerNorm
   StratifiedMoEBlock block(o);
   block->to(at::kDouble);
-  MoELayerOptions lo(6, 4, 5, 2);
-  lo.router_options.second_expert_policy = SecondExpertPolicy::kGreedy;
-  MoELayer layer(lo);
-  layer->to(at::kDouble);
-  {
-    torch::NoGradGuard g;
-    router_weight(layer->router).copy_(router_weight(block->gates[0]));
-    for (auto& p : layer->experts->named_parameters()) p.value().copy_(block->experts->named_parameters()[p.key()]);
-  }
+  auto layer = greedy_gshard_sharing_weights(*block);
   auto h = at::randn({20, 6}, at::kDouble);
   EXPECT_TRUE(testing::all_close(block->forward(h).output, h + layer->forward(h).output,
                                  testing::tolerance_for(at::kDouble)));
