@@ -11,6 +11,7 @@
 #include <set>
 
 #include "moe/core/error.h"
+#include "moe/core/hash.h"
 #include "moe/data/corpus.h"
 
 namespace moe {
@@ -187,14 +188,6 @@ std::vector<std::string> lines_of(const std::string& s) {
   return out;
 }
 
-uint64_t fnv1a(const std::string& s) {
-  uint64_t h = 1469598103934665603ULL;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ULL;
-  }
-  return h;
-}
 
 }  // namespace
 
@@ -263,7 +256,7 @@ GettextCorpusReport build_gettext_corpus(const std::string& out_dir, const Gette
       if (pairs.empty()) ++report.unreadable_catalogs;
       for (auto& pair : pairs) {
         if (!seen.insert(pair).second) continue;
-        const uint64_t bucket = fnv1a(pair.first) % 1000;
+        const uint64_t bucket = fnv1a64(pair.first) % 1000;
         const char* split = bucket < static_cast<uint64_t>(options.valid_per_mille) ? "valid"
                             : bucket < static_cast<uint64_t>(options.valid_per_mille + options.test_per_mille)
                                 ? "test"

@@ -2,6 +2,8 @@
 // Debian's sentencepiece headers define their own absl::string_view shim.
 #include "moe/data/tokenizer.h"
 
+#include "moe/core/hash.h"
+
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
 
@@ -16,14 +18,6 @@
 namespace moe {
 namespace fs = std::filesystem;
 namespace {
-
-uint64_t fnv1a(uint64_t h, const char* data, size_t n) {
-  for (size_t i = 0; i < n; ++i) {
-    h ^= static_cast<unsigned char>(data[i]);
-    h *= 1099511628211ULL;
-  }
-  return h;
-}
 
 std::string hex(uint64_t v) {
   char buffer[17];
@@ -70,8 +64,8 @@ SentencePieceTokenizer SentencePieceTokenizer::train_or_load(const std::vector<s
   options.validate();
   MOE_CHECK(!text_files.empty(), "SentencePieceTokenizer: no training files given");
   const std::string flags = options.trainer_flags();
-  uint64_t h = fnv1a(1469598103934665603ULL, flags.data(), flags.size());
-  h = fnv1a(h, reinterpret_cast<const char*>(&options.seed), sizeof(options.seed));
+  uint64_t h = fnv1a64(kFnv1a64Offset, flags.data(), flags.size());
+  h = fnv1a64(h, &options.seed, sizeof(options.seed));
   for (const auto& file : text_files) {
     MOE_CHECK(file.find_first_of(", \t\n") == std::string::npos,
               "SentencePieceTokenizer: training file paths must not contain commas or whitespace (SentencePiece "
@@ -81,11 +75,11 @@ SentencePieceTokenizer SentencePieceTokenizer::train_or_load(const std::vector<s
     uint64_t size = 0;
     std::vector<char> chunk(1 << 20);
     while (in.read(chunk.data(), static_cast<std::streamsize>(chunk.size())) || in.gcount() > 0) {
-      h = fnv1a(h, chunk.data(), static_cast<size_t>(in.gcount()));
+      h = fnv1a64(h, chunk.data(), static_cast<size_t>(in.gcount()));
       size += static_cast<uint64_t>(in.gcount());
     }
     MOE_CHECK(size > 0, "SentencePieceTokenizer: training file '", file, "' is empty");
-    h = fnv1a(h, reinterpret_cast<const char*>(&size), sizeof(size));  // file boundaries count
+    h = fnv1a64(h, &size, sizeof(size));  // file boundaries count
   }
   MOE_CHECK(cache_dir.find_first_of(", \t\n") == std::string::npos,
             "SentencePieceTokenizer: the cache folder must not contain commas or whitespace, got '", cache_dir, "'");

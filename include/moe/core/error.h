@@ -34,3 +34,6 @@ std::string concat(const Args&... args) {
       throw ::moe::Error(::moe::detail::concat(__VA_ARGS__));     \
     }                                                             \
   } while (0)
+
+/// Throws moe::Error with the streamed arguments as message.
+#define MOE_THROW(...) throw ::moe::Error(::moe::detail::concat(__VA_ARGS__))

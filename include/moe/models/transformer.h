@@ -1,0 +1,193 @@
+// The encoder-decoder Transformer for translation (Vaswani et al. 2017) with an FFN slot in every
+// layer that holds a dense FFN or any MoE variant (moe/layers). Pre-LN (default) or post-LN,
+// shared input/output embeddings, sinusoidal positions, padding and causal masks, and incremental
+// decoding with a key/value cache (DecoderState) for beam search.
+//
+// MoE placement makes each paper's layout a config (papers.md):
+//   layer i (counted from index_base) is an MoE layer when i % every == 0, in the encoder, the
+//   decoder or both. SMoE and XMoE: every=2, index_base=1 (layers 2, 4, 6; XMoE MT: encoder only);
+//   THOR: every=2, index_base=0 (layers 0, 2, 4).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/normalization.h>
+#include <torch/nn/pimpl.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "moe/layers/attention.h"
+#include "moe/layers/moe_layer.h"
+
+namespace moe {
+
+/// What goes into the FFN slots chosen by the placement rule (the others hold dense FFNs).
+struct MoESlotOptions {
+  /// dense | switch (top-1) | gshard (top-2) | topk (top_k) | xmoe (threshold) | thor (stochastic) |
+  /// smoe (stratified block) | expert_choice | hash | any other registered router name (MoELayer
+  /// with that router and top_k).
+  std::string variant = "dense";
+  int64_t num_experts = 8;         ///< E per MoE layer (smoe: the sum of strata)
+  int64_t expert_hidden = 0;       ///< h of each expert; 0 = the model's ffn_hidden
+  int64_t top_k = 2;               ///< for topk and custom routers
+  int64_t every = 2;               ///< an MoE layer every `every` layers (1 = all)
+  int64_t index_base = 1;          ///< 1: layers 2, 4, ... (SMoE, XMoE); 0: layers 0, 2, ... (THOR)
+  std::string placement = "both";  ///< encoder | decoder | both
+  /// Capacity factor γ in training and evaluation; <= 0 keeps the variant's default (switch 1.25,
+  /// gshard and smoe 1.0 i.e. 2·ceil(T/E), xmoe 2).
+  double capacity_factor = 0;
+  /// Evaluation capacity as a fraction of the tokens (fairseq's eval token fraction): 1 never drops
+  /// (the papers' generation scripts), 0 uses γ. -1 = the variant's default: 0 for xmoe (its MT code
+  /// evaluates with γ = 2, so drops are possible), 1 for the others.
+  double eval_token_fraction = -1;
+  double aux_weight = 0.01;                        ///< load-balancing loss coefficient (0 for thor)
+  double z_weight = 0.0;                           ///< router z-loss coefficient
+  double threshold = 0.9;                          ///< xmoe threshold t
+  std::string strata = "4,4";                      ///< smoe: experts per stratum; must sum to num_experts
+  std::string thor_eval_granularity = "position";  ///< thor inference: token | sequence | position | batch
+  double thor_alpha = 1.0;                         ///< THOR consistency weight α (its IWSLT script: 5)
+  /// Evaluation without random draws where a variant's official code samples: SMoE's Gumbel second
+  /// expert (sampled in evaluation too by default, as fairseq does). THOR stays stochastic.
+  bool deterministic_eval = false;
+  /// How layer aux losses combine: "sum" (Switch/GShard/XMoE) or "mean" (SMoE); "auto" = by variant.
+  std::string aux_combine = "auto";
+
+  bool is_moe() const { return variant != "dense"; }
+  /// True when layer `index` (0-based) of the encoder (is_decoder false) or decoder is an MoE layer.
+  bool is_moe_layer(int64_t index, bool is_decoder) const;
+  std::string resolved_aux_combine() const;
+  void validate(const std::string& owner = "MoESlotOptions") const;
+};
+
+struct TransformerOptions {
+  int64_t vocab_size = 0;  ///< V (shared source/target vocabulary)
+  int64_t padding_idx = 0;
+  int64_t d_model = 512;
+  int64_t heads = 8;
+  int64_t encoder_layers = 6;
+  int64_t decoder_layers = 6;
+  int64_t ffn_hidden = 2048;
+  std::string activation = "relu";  ///< relu | gelu | swiglu
+  double dropout = 0.1;             ///< residual, embedding (and SMoE in-expert) dropout
+  double attention_dropout = 0.0;
+  double activation_dropout = 0.0;
+  bool pre_norm = true;  ///< false: post-LN (the original Transformer, THOR's IWSLT arch)
+  int64_t max_positions = 1024;
+  bool scale_embedding = true;  ///< multiply token embeddings by sqrt(d)
+  MoESlotOptions moe;
+  void validate(const std::string& owner = "TransformerOptions") const;
+};
+
+/// Builds the FFN-slot module of encoder (is_decoder false) or decoder layer `index`.
+std::shared_ptr<FeedForwardBlockImpl> make_ffn_slot(const TransformerOptions& options, int64_t index, bool is_decoder);
+
+/// Statistics of one MoE slot in one forward call.
+struct LayerStats {
+  std::string name;  ///< "encoder.1", "decoder.3" (0-based layer index)
+  MoEStats stats;
+};
+
+struct EncoderOutput {
+  at::Tensor output;   ///< [B, S, d]
+  at::Tensor padding;  ///< [B, S] bool, true at padding
+};
+
+/// Incremental-decoding state: the encoder output and per-layer key/value caches of N hypotheses.
+struct DecoderState {
+  EncoderOutput encoder;
+  std::vector<KVCache> self_attention, cross_attention;  ///< one per decoder layer
+  int64_t step = 0;                                      ///< tokens decoded so far (the next position)
+  /// Keeps hypotheses `index` ([N'] int64): beam reordering and dropping finished sentences.
+  void select(const at::Tensor& index);
+};
+
+class TransformerEncoderLayerImpl : public torch::nn::Module {
+ public:
+  TransformerEncoderLayerImpl(const TransformerOptions& options, int64_t index);
+  /// x [B, S, d]; padding [B, S] bool; token_ids [B, S] int64. Appends MoE stats to `stats`.
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& padding, const at::Tensor& token_ids,
+                     std::vector<LayerStats>* stats);
+  TransformerOptions options;
+  int64_t index;
+  MultiheadAttention self_attn{nullptr};
+  torch::nn::LayerNorm self_attn_norm{nullptr}, ffn_norm{nullptr};
+  std::shared_ptr<FeedForwardBlockImpl> ffn;  ///< "ffn"
+};
+TORCH_MODULE(TransformerEncoderLayer);
+
+class TransformerDecoderLayerImpl : public torch::nn::Module {
+ public:
+  TransformerDecoderLayerImpl(const TransformerOptions& options, int64_t index);
+  /// x [B, T, d]; encoder as produced by TransformerModel::encode; token_ids [B, T] int64.
+  /// self_cache / cross_cache: non-null during incremental decoding.
+  at::Tensor forward(const at::Tensor& x, const EncoderOutput& encoder, const at::Tensor& token_ids,
+                     std::vector<LayerStats>* stats, KVCache* self_cache = nullptr, KVCache* cross_cache = nullptr);
+  TransformerOptions options;
+  int64_t index;
+  MultiheadAttention self_attn{nullptr}, cross_attn{nullptr};
+  torch::nn::LayerNorm self_attn_norm{nullptr}, cross_attn_norm{nullptr}, ffn_norm{nullptr};
+  std::shared_ptr<FeedForwardBlockImpl> ffn;  ///< "ffn"
+};
+TORCH_MODULE(TransformerDecoderLayer);
+
+struct ModelOutput {
+  at::Tensor logits;            ///< [B, T, V] in the model's dtype
+  std::vector<LayerStats> moe;  ///< one entry per MoE slot (encoder first)
+  at::Tensor aux_loss;          ///< 0-dim: the MoE aux losses combined per moe.aux_combine (0 if none)
+};
+
+/// Parameter counts; "active" counts each MoE layer's experts at `experts_per_token` (measured).
+struct ParameterCount {
+  int64_t total = 0;
+  int64_t embedding = 0;  ///< the shared embedding matrix (also the output projection)
+  int64_t expert = 0;     ///< all expert parameters
+  double active = 0;      ///< parameters a token uses: non-expert + per MoE layer experts_per_token · one expert
+  double forward_flops_per_token = 0;  ///< 2 · active matmul parameters of one source + one target token
+};
+
+class TransformerModelImpl : public torch::nn::Module {
+ public:
+  explicit TransformerModelImpl(const TransformerOptions& options);
+
+  /// source [B, S] int64 (padded with padding_idx). Returns the encoder output; MoE stats are
+  /// appended to `stats` when non-null.
+  EncoderOutput encode(const at::Tensor& source, std::vector<LayerStats>* stats = nullptr);
+  /// Teacher-forced decoder: target_input [B, T] int64 -> logits [B, T, V].
+  at::Tensor decode(const at::Tensor& target_input, const EncoderOutput& encoder,
+                    std::vector<LayerStats>* stats = nullptr);
+  /// source [B, S], target_input [B, T] int64 -> logits, stats and combined aux loss.
+  ModelOutput forward(const at::Tensor& source, const at::Tensor& target_input);
+
+  /// Incremental decoding: state for the N = B hypotheses of `encoder`.
+  DecoderState start_decoding(const EncoderOutput& encoder) const;
+  /// tokens [N] int64, the previous token of each hypothesis -> log-probabilities [N, V] fp32.
+  at::Tensor decode_step(DecoderState& state, const at::Tensor& tokens, std::vector<LayerStats>* stats = nullptr);
+
+  /// The combined MoE aux loss of one forward call (sum or mean over layers; 0-dim 0 if none).
+  at::Tensor combine_aux_losses(const std::vector<LayerStats>& stats) const;
+  /// Names of the MoE slots, in forward order ("encoder.1", ...).
+  std::vector<std::string> moe_layer_names() const;
+  /// experts_per_token: per MoE slot name, the measured mean (missing = the nominal k: top_k, 1 for
+  /// switch and thor, 2 for gshard; SMoE and XMoE must be measured).
+  ParameterCount count_parameters(const std::map<std::string, double>& experts_per_token = {}) const;
+
+  TransformerOptions options;
+  torch::nn::Embedding embed{nullptr};  ///< "embed" [V, d], shared by encoder, decoder and output
+  torch::nn::ModuleList encoder_layers{nullptr}, decoder_layers{nullptr};
+  torch::nn::LayerNorm encoder_norm{nullptr}, decoder_norm{nullptr};  ///< pre-LN only
+
+ private:
+  at::Tensor embed_tokens(const at::Tensor& tokens, int64_t first_position);
+  at::Tensor output_logits(const at::Tensor& x);
+};
+TORCH_MODULE(TransformerModel);
+
+/// Sinusoidal position embeddings (fairseq's layout: sin half then cos half), [length, d] fp32,
+/// for positions first .. first + length - 1.
+at::Tensor sinusoidal_positions(int64_t first, int64_t length, int64_t d_model);
+
+}  // namespace moe
