@@ -13,7 +13,7 @@ namespace moe::cli {
 
 struct ConfigOptions {
   std::string file;
-  std::vector<std::pair<std::string, std::string>> overrides;  ///< in command-line order
+  std::vector<std::pair<std::string, std::string>> overrides;  ///< one per key given (a key may appear once)
   std::map<std::string, std::string> values;                   ///< filled by CLI11
 };
 

@@ -15,7 +15,9 @@ void BeamSearchOptions::validate() const {
   MOE_CHECK(beam >= 1, "BeamSearchOptions.beam must be >= 1, got ", beam);
   MOE_CHECK(max_len_a >= 0, "BeamSearchOptions.max_len_a must be >= 0, got ", max_len_a);
   MOE_CHECK(max_len_b >= 1, "BeamSearchOptions.max_len_b must be >= 1, got ", max_len_b);
-  MOE_CHECK(min_len >= 1, "BeamSearchOptions.min_len must be >= 1, got ", min_len);
+  MOE_CHECK(min_len >= 0, "BeamSearchOptions.min_len must be >= 0, got ", min_len);
+  MOE_CHECK(max_len_cap == -1 || max_len_cap >= 1, "BeamSearchOptions.max_len_cap must be -1 or >= 1, got ",
+            max_len_cap);
 }
 
 std::vector<Hypothesis> beam_search(IncrementalDecoder& decoder, const std::vector<int64_t>& source_lengths,
@@ -23,10 +25,14 @@ std::vector<Hypothesis> beam_search(IncrementalDecoder& decoder, const std::vect
   o.validate();
   const int64_t B = static_cast<int64_t>(source_lengths.size()), K = o.beam;
   const double kNegInf = -std::numeric_limits<double>::infinity();
-  std::vector<int64_t> max_len(B);
-  for (int64_t i = 0; i < B; ++i)
+  // Per sentence: at most max_len tokens before the EOS, at least min_len (fairseq's indexing).
+  std::vector<int64_t> max_len(B), min_len(B);
+  for (int64_t i = 0; i < B; ++i) {
     max_len[i] =
         std::max<int64_t>(1, static_cast<int64_t>(o.max_len_a * static_cast<double>(source_lengths[i])) + o.max_len_b);
+    if (o.max_len_cap > 0) max_len[i] = std::min(max_len[i], o.max_len_cap);
+    min_len[i] = std::min(o.min_len, max_len[i]);
+  }
   std::vector<std::vector<Hypothesis>> finished(B);
   std::vector<Hypothesis> best(B);
   if (B == 0) return best;
@@ -47,9 +53,9 @@ std::vector<Hypothesis> beam_search(IncrementalDecoder& decoder, const std::vect
     if (o.pad >= 0 && o.pad < V) lprobs.select(1, o.pad).fill_(kNegInf);
     if (o.bos >= 0 && o.bos < V) lprobs.select(1, o.bos).fill_(kNegInf);
     if (o.unk >= 0 && o.unk < V) lprobs.select(1, o.unk).fill_(kNegInf);
-    if (step + 1 < o.min_len) lprobs.select(1, o.eos).fill_(kNegInf);
     for (int64_t a = 0; a < A; ++a) {
-      if (step + 1 >= max_len[active[a]]) {  // the last allowed token: EOS only
+      if (step < min_len[active[a]]) lprobs.narrow(0, a * K, K).select(1, o.eos).fill_(kNegInf);
+      if (step >= max_len[active[a]]) {  // max_len tokens generated: EOS only
         auto rows = lprobs.narrow(0, a * K, K);
         auto eos_col = rows.select(1, o.eos).clone();
         rows.fill_(kNegInf);
@@ -77,7 +83,9 @@ std::vector<Hypothesis> beam_search(IncrementalDecoder& decoder, const std::vect
         if (s == kNegInf) break;
         const int64_t beam_row = a * K + ti[a * C + c] / V, token = ti[a * C + c] % V;
         if (token == o.eos) {
-          if (static_cast<int64_t>(done.size()) < K) {
+          // Like fairseq, only an EOS ranked within the top `beam` finishes a hypothesis (so beam 1
+          // is greedy); a lower-ranked EOS is dropped.
+          if (c < K && static_cast<int64_t>(done.size()) < K) {
             Hypothesis h;
             h.tokens = tokens[beam_row];
             h.score = s / std::pow(static_cast<double>(step + 1), o.lenpen);

@@ -33,7 +33,11 @@ std::vector<Hypothesis> translate_batch(TransformerModel& model, const at::Tenso
   auto lengths_t = source.ne(model->options.padding_idx).sum(1).cpu();
   std::vector<int64_t> lengths(lengths_t.data_ptr<int64_t>(), lengths_t.data_ptr<int64_t>() + lengths_t.numel());
   TransformerBeamDecoder decoder(model, model->start_decoding(encoder));
-  return beam_search(decoder, lengths, options.search);
+  auto search = options.search;
+  // Decoding step s reads position s; the EOS after max_len tokens sits at position max_len.
+  const int64_t cap = model->options.max_positions - 1;
+  search.max_len_cap = search.max_len_cap > 0 ? std::min(search.max_len_cap, cap) : cap;
+  return beam_search(decoder, lengths, search);
 }
 
 std::vector<std::string> translate(TransformerModel& model, const SentencePieceTokenizer& tokenizer,

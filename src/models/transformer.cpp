@@ -58,8 +58,9 @@ void MoESlotOptions::validate(const std::string& owner) const {
   if (!is_moe()) return;
   MOE_CHECK(num_experts >= 1, owner, ".num_experts must be >= 1, got ", num_experts);
   MOE_CHECK(expert_hidden >= 0, owner, ".expert_hidden must be >= 0 (0 = the model's ffn_hidden), got ", expert_hidden);
-  MOE_CHECK(top_k >= 1 && top_k <= num_experts, owner, ".top_k must be in [1, num_experts=", num_experts, "], got ",
-            top_k);
+  const bool uses_top_k = variant != "switch" && variant != "gshard" && variant != "xmoe" && variant != "thor";
+  MOE_CHECK(!uses_top_k || (top_k >= 1 && top_k <= num_experts), owner,
+            ".top_k must be in [1, num_experts=", num_experts, "], got ", top_k);
   MOE_CHECK(every >= 1, owner, ".every must be >= 1, got ", every);
   MOE_CHECK(index_base == 0 || index_base == 1, owner, ".index_base must be 0 or 1, got ", index_base);
   MOE_CHECK(placement == "encoder" || placement == "decoder" || placement == "both", owner, ".placement must be ",
@@ -70,6 +71,10 @@ void MoESlotOptions::validate(const std::string& owner) const {
   MOE_CHECK(z_weight >= 0, owner, ".z_weight must be >= 0, got ", z_weight);
   MOE_CHECK(threshold > 0 && threshold <= 1, owner, ".threshold must be in (0, 1], got ", threshold);
   MOE_CHECK(thor_alpha >= 0, owner, ".thor_alpha must be >= 0, got ", thor_alpha);
+  MOE_CHECK(thor_eval_granularity == "batch" || thor_eval_granularity == "token" ||
+                thor_eval_granularity == "sequence" || thor_eval_granularity == "position",
+            owner, ".thor_eval_granularity must be batch, token, sequence or position, got '", thor_eval_granularity,
+            "'");
   MOE_CHECK(aux_combine == "auto" || aux_combine == "sum" || aux_combine == "mean", owner,
             ".aux_combine must be auto, sum or mean, got '", aux_combine, "'");
   if (variant == "smoe") {
@@ -85,8 +90,11 @@ void TransformerOptions::validate(const std::string& owner) const {
   MOE_CHECK(vocab_size >= 2, owner, ".vocab_size must be >= 2, got ", vocab_size);
   MOE_CHECK(padding_idx >= 0 && padding_idx < vocab_size, owner, ".padding_idx must be in [0, vocab_size), got ",
             padding_idx);
-  MOE_CHECK(d_model >= 2 && d_model % 2 == 0, owner, ".d_model must be even and >= 2, got ", d_model);
-  AttentionOptions(d_model, heads, attention_dropout).validate(owner + "(d_model, heads, attention_dropout)");
+  MOE_CHECK(d_model >= 4 && d_model % 2 == 0, owner, ".d_model must be even and >= 4, got ", d_model);
+  MOE_CHECK(heads >= 1 && d_model % heads == 0, owner, ".heads must be >= 1 and divide ", owner, ".d_model=", d_model,
+            ", got ", heads);
+  MOE_CHECK(attention_dropout >= 0 && attention_dropout < 1, owner, ".attention_dropout must be in [0, 1), got ",
+            attention_dropout);
   MOE_CHECK(encoder_layers >= 1, owner, ".encoder_layers must be >= 1, got ", encoder_layers);
   MOE_CHECK(decoder_layers >= 1, owner, ".decoder_layers must be >= 1, got ", decoder_layers);
   MOE_CHECK(ffn_hidden >= 1, owner, ".ffn_hidden must be >= 1, got ", ffn_hidden);

@@ -3,6 +3,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -40,8 +41,9 @@ class FieldList {
  public:
   explicit FieldList(std::vector<ConfigField>& out) : out_(out) {}
   void add(const std::string& key, std::string& ref, const std::string& help) {
-    out_.push_back(
-        {key, help, "string", [&ref](const std::string& v) { ref = v; }, [&ref] { return json_quote(ref); }});
+    // A TOML literal string ('...', no escapes) when possible, so backslashes round-trip.
+    out_.push_back({key, help, "string", [&ref](const std::string& v) { ref = v; },
+                    [&ref] { return ref.find('\'') == std::string::npos ? "'" + ref + "'" : json_quote(ref); }});
   }
   void add(const std::string& key, int64_t& ref, const std::string& help) {
     out_.push_back({key, help, "int",
@@ -194,35 +196,141 @@ void set_config_value(RunConfig& config, const std::string& key, const std::stri
   MOE_THROW("unknown config key '", key, "'");
 }
 
-void apply_toml(RunConfig& config, const std::string& toml, const std::string& origin) {
-  std::istringstream in(toml);
-  std::vector<CLI::ConfigItem> items;
-  try {
-    items = CLI::ConfigTOML().from_config(in);
-  } catch (const std::exception& e) {
-    MOE_THROW(origin, ": not valid TOML: ", e.what());
+namespace {
+
+// The TOML subset the configs use: [section] headers, key = value lines, basic ("...", with
+// escapes) and literal ('...') strings, numbers, booleans, one-line arrays of those (joined with
+// ','), and # comments outside strings. Returns (key, value, line) in file order.
+struct TomlEntry {
+  std::string key, value;
+  int line;
+};
+
+std::vector<TomlEntry> parse_toml(const std::string& text, const std::string& origin) {
+  std::vector<TomlEntry> out;
+  std::istringstream in(text);
+  std::string section, raw;
+  int line_no = 0;
+  while (std::getline(in, raw)) {
+    ++line_no;
+    if (!raw.empty() && raw.back() == '\r') raw.pop_back();
+    size_t p = 0;
+    auto fail = [&](const std::string& why) { MOE_THROW(origin, ":", line_no, ": ", why, " in: ", raw); };
+    auto skip_ws = [&] {
+      while (p < raw.size() && (raw[p] == ' ' || raw[p] == '\t')) ++p;
+    };
+    auto rest_is_comment = [&] {
+      skip_ws();
+      if (p < raw.size() && raw[p] != '#') fail("unexpected text after the value");
+    };
+    skip_ws();
+    if (p == raw.size() || raw[p] == '#') continue;
+    if (raw[p] == '[') {
+      const auto close = raw.find(']', p);
+      if (close == std::string::npos || raw.compare(p, 2, "[[") == 0) fail("expected a [section] header");
+      section = raw.substr(p + 1, close - p - 1);
+      section.erase(std::remove_if(section.begin(), section.end(), ::isspace), section.end());
+      p = close + 1;
+      rest_is_comment();
+      continue;
+    }
+    const auto eq = raw.find('=', p);
+    if (eq == std::string::npos) fail("expected key = value");
+    std::string key = raw.substr(p, eq - p);
+    while (!key.empty() && (key.back() == ' ' || key.back() == '\t')) key.pop_back();
+    if (key.empty() || !std::all_of(key.begin(), key.end(), [](char c) {
+          return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+        }))
+      fail("bad key '" + key + "'");
+    p = eq + 1;
+    // One scalar: a string or a bare token (number, boolean).
+    auto scalar = [&]() -> std::string {
+      skip_ws();
+      if (p >= raw.size()) fail("missing value");
+      std::string v;
+      if (raw[p] == '\'') {
+        const auto close = raw.find('\'', p + 1);
+        if (close == std::string::npos) fail("unterminated string");
+        v = raw.substr(p + 1, close - p - 1);
+        p = close + 1;
+        return v;
+      }
+      if (raw[p] == '"') {
+        for (++p; p < raw.size() && raw[p] != '"'; ++p) {
+          if (raw[p] != '\\') {
+            v += raw[p];
+            continue;
+          }
+          if (++p >= raw.size()) fail("unterminated string");
+          switch (raw[p]) {
+            case 'n': v += '\n'; break;
+            case 't': v += '\t'; break;
+            case 'r': v += '\r'; break;
+            case '"': v += '"'; break;
+            case '\\': v += '\\'; break;
+            case 'u': {
+              if (p + 4 >= raw.size()) fail("bad \\u escape");
+              const unsigned long cp = std::stoul(raw.substr(p + 1, 4), nullptr, 16);
+              if (cp >= 0x80) fail("\\u escapes above U+007F are not supported; write the character itself");
+              v += static_cast<char>(cp);
+              p += 4;
+              break;
+            }
+            default: fail(std::string("unknown escape \\") + raw[p]);
+          }
+        }
+        if (p >= raw.size()) fail("unterminated string");
+        ++p;
+        return v;
+      }
+      const auto start = p;
+      while (p < raw.size() && raw[p] != '#' && raw[p] != ',' && raw[p] != ']') ++p;
+      v = raw.substr(start, p - start);
+      while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.pop_back();
+      if (v.empty()) fail("missing value");
+      return v;
+    };
+    skip_ws();
+    std::string value;
+    if (p < raw.size() && raw[p] == '[') {
+      ++p;
+      skip_ws();
+      while (p < raw.size() && raw[p] != ']') {
+        value += (value.empty() ? "" : ",") + scalar();
+        skip_ws();
+        if (p < raw.size() && raw[p] == ',') ++p;
+        skip_ws();
+      }
+      if (p >= raw.size()) fail("unterminated array (arrays must fit on one line)");
+      ++p;
+    } else {
+      value = scalar();
+    }
+    rest_is_comment();
+    out.push_back({section.empty() ? key : section + "." + key, value, line_no});
   }
+  return out;
+}
+
+}  // namespace
+
+void apply_toml(RunConfig& config, const std::string& toml, const std::string& origin) {
   auto fields = config_fields(config);
-  for (const auto& item : items) {
-    if (item.name == "++" || item.name == "--") continue;  // CLI11's section open/close markers
-    std::string key;
-    for (const auto& p : item.parents) key += p + ".";
-    key += item.name;
+  for (const auto& entry : parse_toml(toml, origin)) {
+    const auto& key = entry.key;
     auto it = std::find_if(fields.begin(), fields.end(), [&](const ConfigField& f) { return f.key == key; });
     if (it == fields.end()) {
       std::string known;
       const auto section = section_of(key);
       for (const auto& f : fields)
         if (section_of(f.key) == section) known += (known.empty() ? "" : ", ") + f.key;
-      MOE_THROW(origin, ": unknown key '", key, "'",
+      MOE_THROW(origin, ":", entry.line, ": unknown key '", key, "'",
                 known.empty() ? " (unknown section)" : " (known in this section: " + known + ")");
     }
-    std::string value;
-    for (const auto& v : item.inputs) value += (value.empty() ? "" : ",") + v;
     try {
-      it->set(value);
+      it->set(entry.value);
     } catch (const Error& e) {
-      MOE_THROW(origin, ": ", e.what());
+      MOE_THROW(origin, ":", entry.line, ": ", e.what());
     }
   }
 }
@@ -291,7 +399,7 @@ void RunConfig::validate() const {
   MOE_CHECK(data.max_train_pairs >= 0, "data.max_train_pairs must be >= 0, got ", data.max_train_pairs);
   MOE_CHECK(data.max_valid_sentences >= 0, "data.max_valid_sentences must be >= 0, got ", data.max_valid_sentences);
   MOE_CHECK(data.max_test_sentences >= 0, "data.max_test_sentences must be >= 0, got ", data.max_test_sentences);
-  MOE_CHECK(data.max_length >= 2, "data.max_length must be >= 2, got ", data.max_length);
+  MOE_CHECK(data.max_length >= 3, "data.max_length must be >= 3 (tag, a piece, EOS), got ", data.max_length);
   MOE_CHECK(data.max_length + 2 <= model.max_positions, "data.max_length=", data.max_length,
             " needs model.max_positions >= ", data.max_length + 2, ", got ", model.max_positions);
   MOE_CHECK(data.temperature > 0, "data.temperature must be > 0, got ", data.temperature);

@@ -296,6 +296,12 @@ Trainer::Trainer(RunConfig config, const std::string& resume_from) : config_(std
     MOE_CHECK(existing.empty(), "run_dir ", config_.run_dir, " already holds checkpoints (", existing.back().second,
               "); pass --resume to continue that run, or choose another run_dir");
   }
+  // Temporary files of checkpoint writes that a crash interrupted are never valid; remove them.
+  for (const auto& entry : fs::directory_iterator(config_.run_dir)) {
+    if (entry.path().filename().string().find(".moeckpt.tmp.") == std::string::npos) continue;
+    log_warn(detail::concat("[checkpoint] removing ", entry.path().string(), " (left by an interrupted write)"));
+    fs::remove(entry.path());
+  }
 
   torch::manual_seed(static_cast<uint64_t>(config_.train.seed));
   data_ = load_translation_data(config_, resumed_tokenizer.get());
@@ -320,12 +326,22 @@ Trainer::Trainer(RunConfig config, const std::string& resume_from) : config_(std
   const fs::path metrics_path = fs::path(config_.run_dir) / "metrics.jsonl";
   if (!resume_path.empty()) {
     load_checkpoint(resume_path);
+    // Step checkpoints after the resumed one belong to an abandoned continuation: remove them, so
+    // pruning and a later --resume only see this run's history.
+    for (const auto& [later_step, later_path] : list_step_checkpoints(config_.run_dir)) {
+      if (later_step <= step_) continue;
+      log_warn(detail::concat("[resume] removing ", later_path, " (after the resumed step ", step_, ")"));
+      fs::remove(later_path);
+    }
     // Drop records of steps after the checkpoint (a crashed run may have logged them).
     std::ifstream in(metrics_path);
     std::vector<std::string> keep;
     for (std::string line; std::getline(in, line);) {
       const auto pos = line.find("\"step\": ");
-      if (pos != std::string::npos && std::stoll(line.substr(pos + 8)) > step_) continue;
+      if (pos == std::string::npos) continue;  // a line cut short by the crash
+      char* end = nullptr;
+      const long long logged_step = std::strtoll(line.c_str() + pos + 8, &end, 10);
+      if (end == line.c_str() + pos + 8 || logged_step > step_) continue;
       keep.push_back(line);
     }
     in.close();
@@ -369,14 +385,19 @@ StepRecord Trainer::train_step() {
     const auto direction = direction_name(data_.directions[static_cast<size_t>(b.direction[0].item<int64_t>())]);
     auto forward = [&]() {
       if (!s.bf16) return model_->forward(src, tin);
-      // bf16 autocast on CUDA: matmuls in bf16, reductions and softmax in fp32.
-      at::autocast::set_autocast_enabled(at::kCUDA, true);
-      at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
-      at::autocast::increment_nesting();
-      auto out = model_->forward(src, tin);
-      if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-      at::autocast::set_autocast_enabled(at::kCUDA, false);
-      return out;
+      // bf16 autocast on CUDA: matmuls in bf16, reductions and softmax in fp32; restored on exit.
+      struct AutocastScope {
+        AutocastScope() {
+          at::autocast::set_autocast_enabled(at::kCUDA, true);
+          at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+          at::autocast::increment_nesting();
+        }
+        ~AutocastScope() {
+          if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+          at::autocast::set_autocast_enabled(at::kCUDA, false);
+        }
+      } scope;
+      return model_->forward(src, tin);
     };
     if (thor) {
       auto run_pass = [&]() {

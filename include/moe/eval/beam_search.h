@@ -2,8 +2,9 @@
 // semantics): each step extends every live hypothesis, keeps the best 2·beam candidates per
 // sentence, moves candidates ending in EOS to the finished list with score / length^lenpen, and
 // continues with the best `beam` others; a sentence is done when it has `beam` finished hypotheses
-// or reaches its maximum length a·source_length + b (where EOS is forced). Finished sentences are
-// dropped from the batch. beam = 1 is greedy decoding.
+// or reaches its maximum length, min(a·source_length + b, max_len_cap) tokens before the EOS (which
+// is then forced). An EOS candidate finishes a hypothesis only when it ranks within the top `beam`.
+// Finished sentences are dropped from the batch. beam = 1 is greedy decoding.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -27,9 +28,10 @@ class IncrementalDecoder {
 struct BeamSearchOptions {
   int64_t beam = 5;        ///< >= 1; 1 = greedy
   double lenpen = 1.0;     ///< score / length^lenpen (length counts EOS)
-  double max_len_a = 1.2;  ///< at most a·source_length + b generated tokens (EOS included)
+  double max_len_a = 1.2;  ///< at most a·source_length + b tokens before the EOS
   int64_t max_len_b = 10;
-  int64_t min_len = 1;                          ///< EOS is not allowed before this many tokens (EOS included)
+  int64_t max_len_cap = -1;  ///< an upper bound on that (the model's positions); -1 = none
+  int64_t min_len = 1;       ///< at least this many tokens before the EOS (1: never empty, as fairseq)
   int64_t bos = 2, eos = 3, pad = 0, unk = -1;  ///< token ids; unk >= 0 is never generated
   void validate() const;
 };

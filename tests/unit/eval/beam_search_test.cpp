@@ -67,21 +67,23 @@ BeamSearchOptions options(int64_t beam, int64_t max_len, double lenpen = 1.0) {
   return o;
 }
 
-// Every sequence of at most max_len tokens ending in EOS (EOS forced at max_len), tokens from the
-// allowed set {1, 4, 5} (pad and bos are never generated), best by score / length^lenpen.
+// Every sequence of 1 .. max_len tokens followed by EOS (min_len 1; EOS forced after max_len),
+// tokens from the allowed set {1, 4, 5} (pad and bos are never generated), best by
+// (sum of log-probabilities) / (tokens + 1)^lenpen.
 Hypothesis exhaustive(int64_t sentence, int64_t max_len, double lenpen) {
   Hypothesis best;
   best.score = -INFINITY;
   std::function<void(std::vector<int64_t>&, double)> rec = [&](std::vector<int64_t>& prefix, double logp) {
     const auto lp = scripted_lprobs(sentence, prefix);
-    const int64_t len = static_cast<int64_t>(prefix.size()) + 1;
-    // Renormalisation is not applied by beam search either: raw log-probabilities, pad/bos removed.
-    const double end = (logp + lp[kEos].item<double>()) / std::pow(static_cast<double>(len), lenpen);
-    if (end > best.score) {
-      best.score = end;
-      best.tokens = prefix;
+    const int64_t n = static_cast<int64_t>(prefix.size());
+    if (n >= 1) {
+      const double end = (logp + lp[kEos].item<double>()) / std::pow(static_cast<double>(n + 1), lenpen);
+      if (end > best.score) {
+        best.score = end;
+        best.tokens = prefix;
+      }
     }
-    if (len >= max_len) return;
+    if (n >= max_len) return;
     for (int64_t t : {1L, 4L, 5L}) {
       prefix.push_back(t);
       rec(prefix, logp + lp[t].item<double>());
@@ -94,9 +96,9 @@ Hypothesis exhaustive(int64_t sentence, int64_t max_len, double lenpen) {
 }
 
 TEST(BeamSearchTest, WideBeamFindsTheExhaustiveOptimum) {
-  const int64_t max_len = 4;
+  const int64_t max_len = 3;
   for (double lenpen : {0.0, 1.0, 2.0}) {
-    ScriptedDecoder decoder(3, 64);  // 64 >= 3^3 live prefixes: nothing is pruned
+    ScriptedDecoder decoder(3, 64);  // 64 >= 3^3 live prefixes and 39 endings: nothing is pruned
     auto got = beam_search(decoder, {5, 5, 5}, options(64, max_len, lenpen));
     for (int64_t s = 0; s < 3; ++s) {
       auto want = exhaustive(s, max_len, lenpen);
@@ -117,7 +119,8 @@ TEST(BeamSearchTest, BeamOneIsGreedy) {
       auto lp = scripted_lprobs(s, prefix);
       lp[kPad] = -INFINITY;
       lp[kBos] = -INFINITY;
-      if (static_cast<int64_t>(prefix.size()) + 1 >= max_len) {
+      if (prefix.empty()) lp[kEos] = -INFINITY;              // min_len 1
+      if (static_cast<int64_t>(prefix.size()) >= max_len) {  // EOS forced after max_len tokens
         score += lp[kEos].item<double>();
         break;
       }
@@ -168,7 +171,43 @@ TEST(BeamSearchTest, BatchedEqualsOneSentenceAtATime) {
     auto alone = beam_search(single, {lengths[s]}, o);
     EXPECT_EQ(alone[0].tokens, batched[s].tokens) << "sentence " << s;
     EXPECT_NEAR(alone[0].score, batched[s].score, 1e-6);
-    EXPECT_LE(static_cast<int64_t>(batched[s].tokens.size()) + 1, lengths[s] + 2);  // max length a·src + b
+    EXPECT_LE(static_cast<int64_t>(batched[s].tokens.size()), lengths[s] + 2);  // max length a·src + b
+  }
+}
+
+// Step 0: token 4 (p 0.6) beats EOS (0.3) and token 5 (0.1); step 1: EOS is best.
+class EosSecondDecoder : public IncrementalDecoder {
+ public:
+  at::Tensor step(const at::Tensor& tokens) override {
+    const double eos = step_ == 0 ? 0.3 : 0.9, four = step_ == 0 ? 0.6 : 0.05;
+    ++step_;
+    auto p = at::tensor({1e-9, 1e-9, 1e-9, eos, four, 1.0 - eos - four}, at::kDouble);
+    return p.log().to(at::kFloat).unsqueeze(0).expand({tokens.size(0), kV}).contiguous();
+  }
+  void select(const at::Tensor&) override {}
+
+ private:
+  int step_ = 0;
+};
+
+TEST(BeamSearchTest, EosRankedBelowTheBeamDoesNotFinish) {
+  EosSecondDecoder decoder;
+  auto o = options(1, 5, 1.0);
+  o.min_len = 0;  // EOS allowed at once: it is the runner-up, so greedy must not stop there
+  auto got = beam_search(decoder, {3}, o);
+  EXPECT_EQ(got[0].tokens, (std::vector<int64_t>{4}));
+  EXPECT_NEAR(got[0].score, (std::log(0.6) + std::log(0.9)) / 2.0, 1e-6);
+}
+
+TEST(BeamSearchTest, MaxLengthCapAndMinLength) {
+  ScriptedDecoder decoder(2, 2);
+  auto o = options(2, 50, 0.0);
+  o.max_len_cap = 3;
+  o.min_len = 2;
+  auto got = beam_search(decoder, {4, 4}, o);
+  for (const auto& h : got) {
+    EXPECT_LE(h.tokens.size(), 3u);
+    EXPECT_GE(h.tokens.size(), 2u);
   }
 }
 
@@ -201,12 +240,13 @@ TEST(TranslateTest, TransformerBeamSearchEqualsFullRedecoding) {
     auto src = source[s].unsqueeze(0);
     std::vector<int64_t> prefix{kBos};
     std::vector<int64_t> generated;
-    for (int64_t step = 0; step < 6; ++step) {
+    for (int64_t step = 0; step <= 6; ++step) {
       auto logits = model->decode(at::tensor(prefix, at::kLong).unsqueeze(0), model->encode(src));
       auto lp = at::log_softmax(logits[0][step], -1);
       lp[kPad] = -INFINITY;
       lp[kBos] = -INFINITY;
-      const int64_t t = step + 1 >= 6 ? kEos : lp.argmax().item<int64_t>();
+      if (step == 0) lp[kEos] = -INFINITY;                               // min_len 1
+      const int64_t t = step >= 6 ? kEos : lp.argmax().item<int64_t>();  // EOS forced after 6 tokens
       if (t == kEos) break;
       generated.push_back(t);
       prefix.push_back(t);

@@ -267,7 +267,8 @@ TEST(TransformerTest, ParameterCountsByHand) {
 TEST(TransformerTest, InvalidOptionsNameTheField) {
   auto o = tiny_options();
   o.heads = 5;
-  EXPECT_NE(error_of([&] { TransformerModel m(o); }).find("must be divisible by"), std::string::npos);
+  EXPECT_NE(error_of([&] { TransformerModel m(o); }).find("TransformerOptions.heads must be >= 1 and divide"),
+            std::string::npos);
   o = tiny_options("nonsense");
   EXPECT_NE(error_of([&] { TransformerModel m(o); }).find("TransformerOptions.moe.variant='nonsense'"),
             std::string::npos);

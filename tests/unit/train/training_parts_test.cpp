@@ -157,6 +157,7 @@ TEST(RunConfigTest, TomlRoundTripAndOverrides) {
   c.data.languages = "de,fr";
   c.train.lr = 7e-4;
   c.eval.enabled = false;
+  c.data.root = "C:\\corpora\\multi30k #1";  // backslashes and a hash inside a string
   RunConfig back;
   apply_toml(back, c.to_toml(), "test");
   EXPECT_EQ(back.to_toml(), c.to_toml());
@@ -165,6 +166,7 @@ TEST(RunConfigTest, TomlRoundTripAndOverrides) {
   EXPECT_DOUBLE_EQ(back.model.moe.threshold, 0.75);
   EXPECT_DOUBLE_EQ(back.train.lr, 7e-4);
   EXPECT_FALSE(back.eval.enabled);
+  EXPECT_EQ(back.data.root, c.data.root);
   set_config_value(back, "moe.num_experts", "16");
   EXPECT_EQ(back.model.moe.num_experts, 16);
   apply_toml(back, "[data]\nlanguages = [\"de\", \"es\"]\n", "arrays");
@@ -175,13 +177,20 @@ TEST(RunConfigTest, UnknownKeysAndBadValuesAreErrors) {
   RunConfig c;
   EXPECT_NE(error_of([&] {
               apply_toml(c, "[model]\nd_modl = 3\n", "f.toml");
-            }).find("f.toml: unknown key 'model.d_modl' (known in this section: model.d_model"),
+            }).find("f.toml:2: unknown key 'model.d_modl' (known in this section: model.d_model"),
             std::string::npos);
   EXPECT_NE(error_of([&] { apply_toml(c, "[nosuch]\nx = 3\n", "f.toml"); }).find("unknown section"), std::string::npos);
   EXPECT_NE(error_of([&] {
               apply_toml(c, "[model]\nd_model = \"big\"\n", "f.toml");
-            }).find("model.d_model: expected an integer, got 'big'"),
+            }).find("f.toml:2: model.d_model: expected an integer, got 'big'"),
             std::string::npos);
+  EXPECT_NE(error_of([&] {
+              apply_toml(c, "[model]\nd_model = \"unterminated\n", "f.toml");
+            }).find("f.toml:2: unterminated string"),
+            std::string::npos);
+  EXPECT_NE(
+      error_of([&] { apply_toml(c, "[model]\nactivation = \"relu\" x\n", "f.toml"); }).find("unexpected text after the value"),
+      std::string::npos);
   EXPECT_NE(error_of([&] { set_config_value(c, "train.nope", "1"); }).find("unknown config key 'train.nope'"),
             std::string::npos);
   c.train.lr = 0;
