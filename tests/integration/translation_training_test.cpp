@@ -28,6 +28,28 @@ namespace {
 namespace fs = std::filesystem;
 using moe::testing::error_of;
 
+// The tiny config trains on the default corpus: German and French gettext catalogs (>= 10 each,
+// GettextCorpusOptions::min_catalogs) and msgunfmt. Machines whose image strips /usr/share/locale
+// skip these tests, as GettextCorpusTest.MachineCatalogs does.
+std::string default_corpus_missing() {
+  if (std::system("command -v msgunfmt >/dev/null 2>&1") != 0) return "msgunfmt is not installed";
+  for (const char* lang : {"de", "fr"}) {
+    const fs::path dir = fs::path("/usr/share/locale") / lang / "LC_MESSAGES";
+    int catalogs = 0;
+    std::error_code ec;
+    if (fs::is_directory(dir, ec))
+      for (const auto& e : fs::directory_iterator(dir, ec)) catalogs += e.path().extension() == ".mo";
+    if (catalogs < 10) return std::string("only ") + std::to_string(catalogs) + " gettext catalogs in " + dir.string();
+  }
+  return "";
+}
+
+#define SKIP_WITHOUT_DEFAULT_CORPUS()                                                \
+  do {                                                                               \
+    static const std::string missing = default_corpus_missing();                     \
+    if (!missing.empty()) GTEST_SKIP() << "default corpus unavailable: " << missing; \
+  } while (0)
+
 const std::string& shared_cache() {
   static const std::string dir = moe::testing::scratch("translation_cache").string();
   return dir;
@@ -64,6 +86,7 @@ std::pair<int, std::string> run(const std::string& command) {
 std::string bin(const std::string& program) { return (fs::path(moe::testing::kBinDir) / program).string(); }
 
 TEST(TranslationTrainingTest, TinyConfigTrainsLossFallsAndEvaluates) {
+  SKIP_WITHOUT_DEFAULT_CORPUS();
   auto c = tiny_config("tiny_trains");
   c.train.max_steps = 60;
   Trainer trainer(c);
@@ -107,6 +130,7 @@ TEST(TranslationTrainingTest, TinyConfigTrainsLossFallsAndEvaluates) {
 class ResumeTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(ResumeTest, ResumedRunRepeatsTheUninterruptedOneExactly) {
+  SKIP_WITHOUT_DEFAULT_CORPUS();
   const std::string variant = GetParam();
   auto c = tiny_config("resume_full_" + variant);
   c.model.moe.variant = variant;
@@ -145,6 +169,7 @@ INSTANTIATE_TEST_SUITE_P(Variants, ResumeTest, ::testing::Values("gshard", "thor
                          [](const auto& p) { return p.param; });
 
 TEST(TranslationTrainingTest, FreshRunRefusesAFolderWithCheckpointsAndResumeChecksTheConfig) {
+  SKIP_WITHOUT_DEFAULT_CORPUS();
   auto c = tiny_config("refuse");
   c.train.max_steps = 2;
   c.eval.enabled = false;
@@ -160,6 +185,7 @@ TEST(TranslationTrainingTest, FreshRunRefusesAFolderWithCheckpointsAndResumeChec
 }
 
 TEST(TranslationTrainingTest, KillDuringCheckpointWriteLeavesThePreviousCheckpointLoadable) {
+  SKIP_WITHOUT_DEFAULT_CORPUS();
   auto c = tiny_config("kill_write");
   c.train.max_steps = 6;
   c.train.validate_every = 6;
@@ -207,6 +233,7 @@ TEST(TranslationTrainingTest, KillDuringCheckpointWriteLeavesThePreviousCheckpoi
 }
 
 TEST(TranslationTrainingTest, CommandLinePrograms) {
+  SKIP_WITHOUT_DEFAULT_CORPUS();
   const auto dir = moe::testing::scratch("cli").string();
   const std::string config = (fs::path(moe::testing::kSourceDir) / "configs" / "tiny.toml").string();
   const std::string common = " --config " + config + " --run_dir " + dir + "/run --data.cache_dir " + shared_cache();
