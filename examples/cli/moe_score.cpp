@@ -3,13 +3,13 @@
 // Prints "<name>|<signature> = <score>" per metric, or a JSON array with --json. A thin main:
 // errors are one line on stderr and exit code 1.
 #include <CLI/CLI.hpp>
-
 #include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <sstream>
 
 #include "moe/core/error.h"
+#include "moe/core/json.h"
 #include "moe/eval/sacrebleu.h"
 
 namespace {
@@ -20,15 +20,6 @@ std::vector<std::string> read_lines(const std::string& path) {
   std::vector<std::string> lines;
   for (std::string line; std::getline(in, line);) lines.push_back(moe::rstrip_whitespace(line));
   return lines;
-}
-
-std::string json_escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out;
 }
 
 std::string fixed(double value, int width) {
@@ -51,8 +42,10 @@ int main(int argc, char** argv) {
   app.add_option("-i,--input", hyp_path, "hypothesis file")->required()->check(CLI::ExistingFile);
   app.add_option("-m,--metrics", metrics, "metrics: bleu, chrf")->check(CLI::IsMember({"bleu", "chrf"}));
   app.add_option("-w,--width", width, "decimals to print")->check(CLI::Range(0, 10));
-  app.add_option("--chrf-word-order,--cw", chrf_word_order, "chrF word n-gram order (2 = chrF++)")->check(CLI::Range(0, 10));
-  app.add_option("-s,--smooth-method", smooth, "BLEU smoothing")->check(CLI::IsMember({"exp", "floor", "add-k", "none"}));
+  app.add_option("--chrf-word-order,--cw", chrf_word_order, "chrF word n-gram order (2 = chrF++)")
+      ->check(CLI::Range(0, 10));
+  app.add_option("-s,--smooth-method", smooth, "BLEU smoothing")
+      ->check(CLI::IsMember({"exp", "floor", "add-k", "none"}));
   app.add_flag("--lc,--lowercase", lowercase, "lowercase before scoring");
   app.add_flag("--json", json, "print a JSON array instead of text");
   // sacreBLEU spells two options with one dash (-cw, -lc); CLI11 wants two for long names.
@@ -91,9 +84,9 @@ int main(int argc, char** argv) {
       }
       const std::string full = name + "|" + signature;
       if (json) {
-        json_items.push_back("{\"name\": \"" + json_escape(name) + "\", \"score\": " + fixed(score, width) +
-                             ", \"signature\": \"" + json_escape(full) + "\", \"verbose_score\": \"" +
-                             json_escape(verbose.substr(verbose.find(" = ") + 3)) + "\"}");
+        json_items.push_back("{\"name\": " + moe::json_quote(name) + ", \"score\": " + fixed(score, width) +
+                             ", \"signature\": " + moe::json_quote(full) +
+                             ", \"verbose_score\": " + moe::json_quote(verbose.substr(verbose.find(" = ") + 3)) + "}");
       } else {
         std::cout << full << " = " << verbose.substr(verbose.find(" = ") + 3) << "\n";
       }

@@ -58,7 +58,8 @@ void MoESlotOptions::validate(const std::string& owner) const {
   if (!is_moe()) return;
   MOE_CHECK(num_experts >= 1, owner, ".num_experts must be >= 1, got ", num_experts);
   MOE_CHECK(expert_hidden >= 0, owner, ".expert_hidden must be >= 0 (0 = the model's ffn_hidden), got ", expert_hidden);
-  const bool uses_top_k = variant != "switch" && variant != "gshard" && variant != "xmoe" && variant != "thor";
+  const bool uses_top_k =
+      variant != "switch" && variant != "gshard" && variant != "xmoe" && variant != "thor" && variant != "smoe";
   MOE_CHECK(!uses_top_k || (top_k >= 1 && top_k <= num_experts), owner,
             ".top_k must be in [1, num_experts=", num_experts, "], got ", top_k);
   MOE_CHECK(every >= 1, owner, ".every must be >= 1, got ", every);

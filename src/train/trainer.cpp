@@ -146,6 +146,27 @@ bool informational_on_resume(const std::string& key) {
   return key.rfind("eval.", 0) == 0;
 }
 
+// A checkpoint read and verified once: its archive (tensors on `device`), config and tokenizer.
+struct OpenCheckpoint {
+  torch::serialize::InputArchive archive;
+  RunConfig config;
+  SentencePieceTokenizer tokenizer;
+  int64_t step = 0;
+};
+
+std::unique_ptr<OpenCheckpoint> open_checkpoint(const std::string& path, const at::Device& device) {
+  const auto payload = read_checkpoint_file(path);
+  auto out = std::make_unique<OpenCheckpoint>();
+  out->archive.load_from(payload.data(), payload.size(), device);
+  const auto format = read_tensor(out->archive, "format", path).item<int64_t>();
+  MOE_CHECK(format == kCheckpointFormat, "checkpoint ", path, " has format ", format, "; this build reads format ",
+            kCheckpointFormat);
+  apply_toml(out->config, tensor_string(read_tensor(out->archive, "config", path)), "the config stored in " + path);
+  out->tokenizer = SentencePieceTokenizer::from_serialized(tensor_string(read_tensor(out->archive, "tokenizer", path)));
+  out->step = read_tensor(out->archive, "step", path).item<int64_t>();
+  return out;
+}
+
 }  // namespace
 
 // ---- data ----------------------------------------------------------------------------------------
@@ -270,7 +291,7 @@ Trainer::Trainer(RunConfig config, const std::string& resume_from) : config_(std
   if (config_.train.threads > 0) at::set_num_threads(static_cast<int>(config_.train.threads));
 
   std::string resume_path;
-  std::unique_ptr<SentencePieceTokenizer> resumed_tokenizer;
+  std::unique_ptr<OpenCheckpoint> resumed;
   if (!resume_from.empty()) {
     if (resume_from == "latest") {
       auto list = list_step_checkpoints(config_.run_dir);
@@ -279,10 +300,10 @@ Trainer::Trainer(RunConfig config, const std::string& resume_from) : config_(std
     } else {
       resume_path = resume_from;
     }
-    auto loaded = load_model_checkpoint(resume_path, "cpu");
+    resumed = open_checkpoint(resume_path, s.device);
     // The experiment must be the same one; schedule and reporting keys may change.
     auto mine = config_fields(config_);
-    auto theirs = config_fields(loaded.config);
+    auto theirs = config_fields(resumed->config);
     for (size_t i = 0; i < mine.size(); ++i) {
       if (mine[i].get() == theirs[i].get() || informational_on_resume(mine[i].key)) continue;
       MOE_CHECK(!must_match_on_resume(mine[i].key), "--resume: ", mine[i].key, " is ", mine[i].get(),
@@ -290,7 +311,6 @@ Trainer::Trainer(RunConfig config, const std::string& resume_from) : config_(std
       log_warn(detail::concat("[resume] ", mine[i].key, " changed from ", theirs[i].get(), " to ", mine[i].get(),
                               ": the run will differ from an uninterrupted one"));
     }
-    resumed_tokenizer = std::make_unique<SentencePieceTokenizer>(loaded.tokenizer);
   } else {
     auto existing = list_step_checkpoints(config_.run_dir);
     MOE_CHECK(existing.empty(), "run_dir ", config_.run_dir, " already holds checkpoints (", existing.back().second,
@@ -304,7 +324,7 @@ Trainer::Trainer(RunConfig config, const std::string& resume_from) : config_(std
   }
 
   torch::manual_seed(static_cast<uint64_t>(config_.train.seed));
-  data_ = load_translation_data(config_, resumed_tokenizer.get());
+  data_ = load_translation_data(config_, resumed ? &resumed->tokenizer : nullptr);
   auto model_options = config_.model;
   model_options.vocab_size = data_.tokenizer.vocab_size();
   model_options.padding_idx = SentencePieceTokenizer::kPad;
@@ -325,7 +345,8 @@ Trainer::Trainer(RunConfig config, const std::string& resume_from) : config_(std
 
   const fs::path metrics_path = fs::path(config_.run_dir) / "metrics.jsonl";
   if (!resume_path.empty()) {
-    load_checkpoint(resume_path);
+    load_checkpoint(resumed->archive, resume_path);
+    resumed.reset();
     // Step checkpoints after the resumed one belong to an abandoned continuation: remove them, so
     // pruning and a later --resume only see this run's history.
     for (const auto& [later_step, later_path] : list_step_checkpoints(config_.run_dir)) {
@@ -428,10 +449,10 @@ StepRecord Trainer::train_step() {
   if (t.clip_norm > 0) {
     rec.grad_norm = torch::nn::utils::clip_grad_norm_(params, t.clip_norm);
   } else {
-    double sq = 0;
+    std::vector<at::Tensor> norms;  // per-parameter norms, combined with one host read
     for (const auto& p : params)
-      if (p.grad().defined()) sq += p.grad().detach().to(at::kDouble).pow(2).sum().item<double>();
-    rec.grad_norm = std::sqrt(sq);
+      if (p.grad().defined()) norms.push_back(p.grad().detach().to(at::kDouble).norm());
+    rec.grad_norm = norms.empty() ? 0.0 : at::stack(norms).norm().item<double>();
   }
   rec.lr = s.schedule.at(step_ + 1);
   for (auto& group : s.optimizer->param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(rec.lr);
@@ -708,11 +729,8 @@ void Trainer::save_checkpoint(bool best) {
   info("[checkpoint] step ", step_, " -> ", path, best ? " (best so far)" : "");
 }
 
-void Trainer::load_checkpoint(const std::string& path) {
+void Trainer::load_checkpoint(torch::serialize::InputArchive& archive, const std::string& path) {
   auto& s = *state_;
-  const auto payload = read_checkpoint_file(path);
-  torch::serialize::InputArchive archive;
-  archive.load_from(payload.data(), payload.size(), s.device);
   torch::serialize::InputArchive model_archive, optimizer_archive;
   MOE_CHECK(archive.try_read("model", model_archive) && archive.try_read("optimizer", optimizer_archive), "checkpoint ",
             path, " lacks the model or optimizer state");
@@ -743,17 +761,13 @@ void Trainer::load_checkpoint(const std::string& path) {
 }
 
 LoadedModel load_model_checkpoint(const std::string& path, const std::string& device) {
-  const auto payload = read_checkpoint_file(path);
   const auto dev = parse_device(device);
-  torch::serialize::InputArchive archive;
-  archive.load_from(payload.data(), payload.size(), dev);
-  const auto format = read_tensor(archive, "format", path).item<int64_t>();
-  MOE_CHECK(format == kCheckpointFormat, "checkpoint ", path, " has format ", format, "; this build reads format ",
-            kCheckpointFormat);
+  auto opened = open_checkpoint(path, dev);
+  auto& archive = opened->archive;
   LoadedModel out;
-  apply_toml(out.config, tensor_string(read_tensor(archive, "config", path)), "the config stored in " + path);
-  out.tokenizer = SentencePieceTokenizer::from_serialized(tensor_string(read_tensor(archive, "tokenizer", path)));
-  out.step = read_tensor(archive, "step", path).item<int64_t>();
+  out.config = opened->config;
+  out.tokenizer = opened->tokenizer;
+  out.step = opened->step;
   auto options = out.config.model;
   options.vocab_size = out.tokenizer.vocab_size();
   options.padding_idx = SentencePieceTokenizer::kPad;

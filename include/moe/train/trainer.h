@@ -26,6 +26,10 @@
 #include "moe/models/transformer.h"
 #include "moe/train/config.h"
 
+namespace torch::serialize {
+class InputArchive;
+}
+
 namespace moe {
 
 /// The corpus of a run, tokenised.
@@ -97,7 +101,8 @@ class Trainer {
 
  private:
   StepRecord train_step();
-  void load_checkpoint(const std::string& path);
+  /// Restores model, optimizer, RNG, batcher and counters from an opened checkpoint archive.
+  void load_checkpoint(torch::serialize::InputArchive& archive, const std::string& path);
   void report_moe_stats();
   std::string checkpoint_payload();
 
