@@ -101,20 +101,35 @@ void ExpertBankOptions::validate(const std::string& owner) const {
 ExpertBankImpl::ExpertBankImpl(const ExpertBankOptions& options_) : options(options_) {
   options.validate();
   options.num_local_experts = options.local_count();
-  for (int64_t i = 0; i < options.num_local_experts; ++i) {
-    experts_.push_back(register_module(std::to_string(options.first_expert + i), FFN(options.ffn)));
+  // A shard draws the initial values of every expert of the layer in global-id order and keeps its
+  // own, so it holds exactly what the full bank would hold under the same seed (and the random
+  // stream after it is the same on every rank).
+  const int64_t first = options.first_expert, last = first + options.num_local_experts;
+  for (int64_t g = 0; g < options.num_experts; ++g) {
+    FFN f(options.ffn);
+    if (g >= first && g < last) {
+      experts_.push_back(register_module(std::to_string(g), f));
+    } else if (!scratch_) {
+      scratch_ = f;
+    }
   }
   reset_parameters();
 }
 
 void ExpertBankImpl::reset_parameters() {
-  for (auto& e : experts_) e->reset_parameters();
+  torch::NoGradGuard no_grad;
+  const int64_t first = options.first_expert, last = first + options.num_local_experts;
+  std::vector<at::Tensor> expert0;  // replicated init: every expert copies expert 0
+  for (int64_t g = 0; g < options.num_experts; ++g) {
+    FFN f = (g >= first && g < last) ? experts_[static_cast<size_t>(g - first)] : scratch_;
+    f->reset_parameters();
+    if (g == 0 && options.init == ExpertInit::kReplicated)
+      for (const auto& p : f->parameters()) expert0.push_back(p.detach().clone());
+  }
   if (options.init == ExpertInit::kReplicated) {
-    torch::NoGradGuard no_grad;
-    auto source = experts_.front()->parameters();
-    for (size_t i = 1; i < experts_.size(); ++i) {
-      auto target = experts_[i]->parameters();
-      for (size_t j = 0; j < target.size(); ++j) target[j].copy_(source[j]);
+    for (auto& e : experts_) {
+      auto target = e->parameters();
+      for (size_t j = 0; j < target.size(); ++j) target[j].copy_(expert0[j]);
     }
   }
 }

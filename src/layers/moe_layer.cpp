@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "moe/core/error.h"
+#include "moe/layers/expert_parallel.h"
 #include "moe/ops/dispatch_combine.h"
 #include "moe/ops/layout.h"
 
@@ -106,21 +107,25 @@ void MoELayerOptions::validate() const {
             num_experts, ", got ", experts.num_experts);
   router_options.validate("MoELayerOptions.router_options");
   experts.validate("MoELayerOptions.experts");
-  MOE_CHECK(experts.first_expert == 0, "MoELayerOptions.experts.first_expert must be 0 on one process, got ",
-            experts.first_expert);
-  MOE_CHECK(experts.local_count() == num_experts,
-            "MoELayerOptions.experts.num_local_experts must be -1 or num_experts=", num_experts,
-            " on one process (expert parallelism shards experts), got ", experts.num_local_experts);
+  MOE_CHECK(experts.first_expert == 0 && experts.local_count() == num_experts,
+            "MoELayerOptions.experts.first_expert/num_local_experts must be 0/-1 (got ", experts.first_expert, "/",
+            experts.num_local_experts, "): set MoELayerOptions.expert_group to shard the experts");
+  expert_shard(num_experts, expert_group.get(), "MoELayerOptions");
 }
 
 MoELayerImpl::MoELayerImpl(const MoELayerOptions& options_) : options(options_) {
   options.validate();
   router = register_module("router", make_router(options.router, options.router_options));
-  experts = register_module("experts", ExpertBank(options.experts));
+  auto bank = options.experts;
+  const auto shard = expert_shard(options.num_experts, options.expert_group.get(), "MoELayerOptions");
+  bank.first_expert = shard.first;
+  bank.num_local_experts = shard.count;
+  experts = register_module("experts", ExpertBank(bank));
+  grad_anchor_ = at::zeros({}).set_requires_grad(true);
 }
 
 MoEOutput MoELayerImpl::forward_impl(const at::Tensor& x, const at::Tensor& token_ids) {
-  auto hidden = check_and_flatten(x, options.d_model, experts->expert(options.experts.first_expert)->w1,
+  auto hidden = check_and_flatten(x, options.d_model, experts->expert(experts->options.first_expert)->w1,
                                   options.check_finite, "MoELayer");
   const int64_t T = hidden.size(0);
 
@@ -134,7 +139,7 @@ MoEOutput MoELayerImpl::forward_impl(const at::Tensor& x, const at::Tensor& toke
                                           plan.normalization);
 
   auto packed = dispatch(hidden, layout);
-  auto packed_out = experts->forward(packed, layout.tokens_per_expert);
+  auto packed_out = run_experts(*experts, packed, layout.tokens_per_expert, options.expert_group, grad_anchor_);
   auto y = combine(packed_out, layout, weight);
 
   MoEOutput out;

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "moe/core/error.h"
+#include "moe/layers/expert_parallel.h"
 #include "moe/ops/dispatch_combine.h"
 #include "moe/ops/layout.h"
 
@@ -61,6 +62,7 @@ void StratifiedMoEBlockOptions::validate() const {
   MOE_CHECK(experts.first_expert == 0 && experts.local_count() == experts.num_experts,
             "StratifiedMoEBlockOptions.experts must hold every expert on one process");
   experts.validate("StratifiedMoEBlockOptions.experts");
+  expert_shard(num_experts(), expert_group.get(), "StratifiedMoEBlockOptions");
   MOE_CHECK(layernorm_eps > 0, "StratifiedMoEBlockOptions.layernorm_eps must be > 0, got ", layernorm_eps);
 }
 
@@ -88,7 +90,19 @@ StratifiedMoEBlockImpl::StratifiedMoEBlockImpl(const StratifiedMoEBlockOptions& 
     for (int64_t s = 0; s < L; ++s) stratum_norms->push_back(torch::nn::LayerNorm(norm_options));
     register_module("stratum_norms", stratum_norms);
   }
-  experts = register_module("experts", ExpertBank(options.experts));
+  auto bank = options.experts;
+  const auto shard = expert_shard(E, options.expert_group.get(), "StratifiedMoEBlockOptions");
+  bank.first_expert = shard.first;
+  bank.num_local_experts = shard.count;
+  experts = register_module("experts", ExpertBank(bank));
+  grad_anchor_ = at::zeros({}).set_requires_grad(true);
+}
+
+int64_t StratifiedMoEBlockImpl::agree_on_stratum(int64_t local) const {
+  if (!options.expert_group || options.expert_group->size() == 1) return local;
+  auto t = at::full({1}, local, at::kLong);
+  options.expert_group->all_reduce(t, ReduceOp::kMin);
+  return t.item<int64_t>();
 }
 
 MoEOutput StratifiedMoEBlockImpl::forward_impl(const at::Tensor& x, const at::Tensor& token_ids) {
@@ -96,8 +110,9 @@ MoEOutput StratifiedMoEBlockImpl::forward_impl(const at::Tensor& x, const at::Te
   const int64_t L = static_cast<int64_t>(options.strata.size());
   MOE_CHECK(x.defined() && x.dim() >= 2 && x.size(-1) == d, "StratifiedMoEBlock: input must be [..., ", d,
             "], got ", x.defined() ? x.sizes() : at::IntArrayRef{});
-  MOE_CHECK(x.scalar_type() == experts->expert(0)->w1.scalar_type(), "StratifiedMoEBlock: input dtype ",
-            x.scalar_type(), " must match the block's parameter dtype ", experts->expert(0)->w1.scalar_type());
+  const auto& w1 = experts->expert(experts->options.first_expert)->w1;
+  MOE_CHECK(x.scalar_type() == w1.scalar_type(), "StratifiedMoEBlock: input dtype ", x.scalar_type(),
+            " must match the block's parameter dtype ", w1.scalar_type());
   if (options.check_finite) {
     MOE_CHECK(at::isfinite(x).all().item<bool>(), "StratifiedMoEBlock: input contains NaN or Inf (check_finite is on)");
   }
@@ -114,9 +129,19 @@ MoEOutput StratifiedMoEBlockImpl::forward_impl(const at::Tensor& x, const at::Te
   int64_t selected = 0, kept = 0, dropped = 0, pass_count = 0;
   std::map<std::string, AuxLoss> aux;
 
-  int64_t s = T == 0 ? L : 0;
+  int64_t s = agree_on_stratum(T == 0 ? L : 0);
   while (s < L) {
     auto active = state.eq(s).nonzero().squeeze(1);  // token indices, in order
+    if (active.size(0) == 0) {
+      // Expert parallelism only: other ranks still have tokens at stratum s; take part in the
+      // exchange with no rows (no routing, no random draws, no aux-loss term for this rank).
+      auto none = run_experts(*experts, h.new_empty({0, d}), at::zeros({E}, long_cpu), options.expert_group,
+                              grad_anchor_);
+      // Tie the empty exchange into the graph so that its backward (a collective) runs here too.
+      if (at::GradMode::is_enabled()) h = h + none.sum() * 0;
+      s = agree_on_stratum(T == 0 ? L : state.min().item<int64_t>());
+      continue;
+    }
     auto h_active = h.index_select(0, active);
     at::Tensor input = h_active;
     if (s == 0 && options.input_layernorm) input = input_norm->forward(h_active);
@@ -132,7 +157,9 @@ MoEOutput StratifiedMoEBlockImpl::forward_impl(const at::Tensor& x, const at::Te
                             at::full({}, -1, plan.expert_index.options()));
     auto layout = build_layout(global, E, plan.capacity, plan.priority);
     auto weight = normalize_combine_weights(plan.weight, global.ge(0), layout.slot_row.ge(0), plan.normalization);
-    auto y = combine(experts->forward(dispatch(input, layout), layout.tokens_per_expert), layout, weight);
+    auto packed_out =
+        run_experts(*experts, dispatch(input, layout), layout.tokens_per_expert, options.expert_group, grad_anchor_);
+    auto y = combine(packed_out, layout, weight);
     h = h.index_copy(0, active, h_active + y);
 
     // Next stratum: that of the pre-capacity top-1 expert, plus one (an empty slot 0 moves on by one).
@@ -159,7 +186,7 @@ MoEOutput StratifiedMoEBlockImpl::forward_impl(const at::Tensor& x, const at::Te
       }
     }
     ++pass_count;
-    s = state.min().item<int64_t>();
+    s = agree_on_stratum(state.min().item<int64_t>());
   }
   auto out = options.stratum_layernorm ? stratum_norms[L - 1]->as<torch::nn::LayerNorm>()->forward(h) : h;
 
@@ -176,6 +203,7 @@ MoEOutput StratifiedMoEBlockImpl::forward_impl(const at::Tensor& x, const at::Te
   stats.passes_per_token = T > 0 ? passes.mean() : at::zeros({}, at::kFloat);
   stats.experts_per_token_histogram = at::bincount(experts_used, {}, 1);
   for (auto& [name, loss] : aux) loss.value = loss.value / static_cast<double>(pass_count);  // mean over passes
+  // (pass_count >= 1 whenever aux holds a term: only passes with tokens here add one.)
   stats.aux_losses = std::move(aux);
   return result;
 }

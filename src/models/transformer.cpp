@@ -131,6 +131,7 @@ std::shared_ptr<FeedForwardBlockImpl> make_ffn_slot(const TransformerOptions& o,
     if (m.capacity_factor > 0) s.router_options.capacity.capacity_factor = m.capacity_factor;
     if (m.eval_token_fraction >= 0) s.router_options.capacity.eval_token_fraction = m.eval_token_fraction;
     if (m.deterministic_eval) s.router_options.sample_in_eval = false;
+    s.expert_group = m.expert_group;
     return std::make_shared<StratifiedMoEBlockImpl>(s);
   }
   MoELayerOptions l;
@@ -157,6 +158,7 @@ std::shared_ptr<FeedForwardBlockImpl> make_ffn_slot(const TransformerOptions& o,
   }
   l.experts.ffn.activation = activation;
   l.experts.ffn.activation_dropout = o.activation_dropout;
+  l.expert_group = m.expert_group;
   return std::make_shared<MoELayerImpl>(l);
 }
 

@@ -62,7 +62,9 @@ TORCH_MODULE(FFN);
 struct ExpertBankOptions {
   FFNOptions ffn;           ///< the shape and behaviour of each expert
   int64_t num_experts = 0;  ///< E, experts in the whole layer (>= 1)
-  int64_t first_expert = 0; ///< global id of this bank's first expert (expert parallelism)
+  /// Global id of this bank's first expert (expert parallelism). A shard draws every expert's initial
+  /// values in global-id order and keeps its own: the same weights as the full bank under one seed.
+  int64_t first_expert = 0;
   int64_t num_local_experts = -1;  ///< experts held here; -1 = all from first_expert to E-1
   ExpertInit init = ExpertInit::kIndependent;
 
@@ -88,6 +90,7 @@ class ExpertBankImpl : public torch::nn::Module {
 
  private:
   std::vector<FFN> experts_;
+  FFN scratch_{nullptr};  ///< a shard's stand-in for the experts it does not hold (initial draws only)
 };
 TORCH_MODULE(ExpertBank);
 

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "moe/layers/expert_bank.h"
+#include "moe/parallel/communicator.h"
 #include "moe/routing/router.h"
 
 namespace moe {
@@ -72,6 +73,11 @@ struct MoELayerOptions {
   ExpertBankOptions experts;     ///< ffn.d_model and num_experts must equal the layer's
   /// Check every input for NaN/Inf (one extra pass and a host read per call).
   bool check_finite = false;
+  /// Expert parallelism: the group over which the experts are sharded by global id (rank r of P holds
+  /// [r·E/P, (r+1)·E/P); E must be divisible by P). Null or a group of one: every expert here. Every
+  /// rank of the group must call forward (and backward) the same number of times, with any number of
+  /// tokens including zero. The router is replicated: its gradients are reduced by data parallelism.
+  std::shared_ptr<Communicator> expert_group;
 
   /// Throws moe::Error naming the field, the value and what is allowed.
   void validate() const;
@@ -93,10 +99,13 @@ class MoELayerImpl : public FeedForwardBlockImpl {
 
   MoELayerOptions options;
   std::shared_ptr<RouterImpl> router;  ///< registered as "router"
-  ExpertBank experts{nullptr};         ///< registered as "experts"
+  ExpertBank experts{nullptr};         ///< registered as "experts" (this rank's shard)
 
  protected:
   MoEOutput forward_impl(const at::Tensor& x, const at::Tensor& token_ids) override;
+
+ private:
+  at::Tensor grad_anchor_;  ///< keeps the expert exchange in every rank's backward (see all_to_all_rows)
 };
 TORCH_MODULE(MoELayer);
 

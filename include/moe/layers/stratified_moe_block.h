@@ -48,6 +48,11 @@ struct StratifiedMoEBlockOptions {
   bool stratum_layernorm = true;     ///< per-stratum LayerNorms and the exit LayerNorm (official: on)
   double layernorm_eps = 1e-5;
   bool check_finite = false;
+  /// Expert parallelism (see MoELayerOptions::expert_group). The ranks agree on the number of passes
+  /// through an all-reduce(min) of the next stratum, as the official code does; a rank with no token
+  /// at a stratum still takes part in that pass's exchange. Capacity and the aux-loss mean over
+  /// passes use this rank's own tokens and the passes in which it had tokens (local semantics).
+  std::shared_ptr<Communicator> expert_group;
 
   int64_t num_experts() const;
   void validate() const;
@@ -62,7 +67,7 @@ class StratifiedMoEBlockImpl : public FeedForwardBlockImpl {
   std::vector<std::shared_ptr<RouterImpl>> gates;  ///< registered as "gate0", "gate1", ...
   torch::nn::LayerNorm input_norm{nullptr};        ///< "input_norm" (when input_layernorm)
   torch::nn::ModuleList stratum_norms{nullptr};    ///< "stratum_norms": [s-1] before stratum s >= 1, [L-1] exit
-  ExpertBank experts{nullptr};                     ///< "experts", global ids 0..E-1
+  ExpertBank experts{nullptr};                     ///< "experts", global ids 0..E-1 (this rank's shard)
 
  protected:
   /// x: [..., d_model], the residual stream entering the FFN sub-layer. Returns the new residual
@@ -73,6 +78,9 @@ class StratifiedMoEBlockImpl : public FeedForwardBlockImpl {
  private:
   std::vector<int64_t> first_expert_;  ///< global id of each stratum's first expert
   std::vector<int64_t> stratum_of_;    ///< stratum of each global expert id
+  at::Tensor grad_anchor_;             ///< see all_to_all_rows
+  /// The smallest next stratum over the expert-parallel group (this rank's own without a group).
+  int64_t agree_on_stratum(int64_t local) const;
 };
 TORCH_MODULE(StratifiedMoEBlock);
 

@@ -55,6 +55,9 @@ struct MoESlotOptions {
   bool deterministic_eval = false;
   /// How layer aux losses combine: "sum" (Switch/GShard/XMoE) or "mean" (SMoE); "auto" = by variant.
   std::string aux_combine = "auto";
+  /// Expert parallelism (not a config key): the group over which every MoE slot shards its experts
+  /// (see MoELayerOptions::expert_group). Null: every expert in this process.
+  std::shared_ptr<Communicator> expert_group;
 
   bool is_moe() const { return variant != "dense"; }
   /// True when layer `index` (0-based) of the encoder (is_decoder false) or decoder is an MoE layer.

@@ -1,0 +1,128 @@
+// Sharded, reshardable checkpoints (see moe/train/sharded_state.h).
+#include "moe/train/sharded_state.h"
+
+#include <ATen/ATen.h>
+#include <torch/serialize/archive.h>
+
+#include <cstring>
+#include <sstream>
+
+#include "moe/core/error.h"
+#include "moe/train/checkpoint_file.h"
+
+namespace moe {
+namespace {
+
+at::Tensor string_tensor(const std::string& s) {
+  auto t = at::empty({static_cast<int64_t>(s.size())}, at::kByte);
+  if (!s.empty()) std::memcpy(t.data_ptr<uint8_t>(), s.data(), s.size());
+  return t;
+}
+
+std::string tensor_string(const at::Tensor& t) {
+  auto c = t.contiguous().cpu();
+  return std::string(reinterpret_cast<const char*>(c.data_ptr<uint8_t>()), static_cast<size_t>(c.numel()));
+}
+
+// Archive keys must be identifiers: entries are stored as "t<i>" with their names in one list.
+void write_state_file(const std::string& path, const NamedState& state, const NamedState& meta) {
+  torch::serialize::OutputArchive archive;
+  std::string names;
+  int64_t i = 0;
+  for (const auto& [name, tensor] : state) {
+    names += name + "\n";
+    archive.write("t" + std::to_string(i++), tensor.detach().cpu().contiguous());
+  }
+  archive.write("names", string_tensor(names));
+  for (const auto& [key, tensor] : meta) archive.write(key, tensor);
+  std::string bytes;
+  archive.save_to([&bytes](const void* data, size_t size) {
+    bytes.append(static_cast<const char*>(data), size);
+    return size;
+  });
+  write_checkpoint_file(path, bytes);
+}
+
+NamedState read_state_file(const std::string& path, torch::serialize::InputArchive& archive) {
+  const auto payload = read_checkpoint_file(path);
+  archive.load_from(payload.data(), payload.size(), at::kCPU);
+  at::Tensor names_t;
+  MOE_CHECK(archive.try_read("names", names_t), "sharded checkpoint ", path, " has no entry list");
+  NamedState out;
+  std::istringstream names(tensor_string(names_t));
+  int64_t i = 0;
+  for (std::string name; std::getline(names, name); ++i) {
+    at::Tensor t;
+    MOE_CHECK(archive.try_read("t" + std::to_string(i), t), "sharded checkpoint ", path, " lacks entry ", name);
+    out[name] = t;
+  }
+  return out;
+}
+
+}  // namespace
+
+int64_t expert_id_of(const std::string& name) {
+  const std::string key = "experts.";
+  for (size_t pos = name.find(key); pos != std::string::npos; pos = name.find(key, pos + 1)) {
+    if (pos != 0 && name[pos - 1] != '.') continue;
+    size_t i = pos + key.size(), j = i;
+    while (j < name.size() && std::isdigit(static_cast<unsigned char>(name[j]))) ++j;
+    if (j > i && j < name.size() && name[j] == '.') return std::stoll(name.substr(i, j - i));
+  }
+  return -1;
+}
+
+NamedState module_state(const torch::nn::Module& module) {
+  NamedState out;
+  for (const auto& p : module.named_parameters()) out[p.key()] = p.value().detach();
+  for (const auto& b : module.named_buffers()) out[b.key()] = b.value().detach();
+  return out;
+}
+
+void load_module_state(torch::nn::Module& module, const NamedState& state, const std::string& source) {
+  torch::NoGradGuard no_grad;
+  auto assign = [&](const std::string& name, at::Tensor target) {
+    auto it = state.find(name);
+    MOE_CHECK(it != state.end(), source, " has no entry '", name, "' (the model's configuration differs?)");
+    MOE_CHECK(it->second.sizes() == target.sizes(), source, ": entry '", name, "' has shape ", it->second.sizes(),
+              " but the model expects ", target.sizes());
+    target.copy_(it->second);
+  };
+  for (auto& p : module.named_parameters()) assign(p.key(), p.value());
+  for (auto& b : module.named_buffers()) assign(b.key(), b.value());
+}
+
+std::string shared_state_path(const std::string& prefix) { return prefix + ".moeckpt"; }
+
+std::string expert_shard_path(const std::string& prefix, int position, int P) {
+  return prefix + ".experts-" + std::to_string(position) + "-of-" + std::to_string(P) + ".moeckpt";
+}
+
+void save_sharded_state(const std::string& prefix, const NamedState& state, const ParallelGroups& groups) {
+  const int P = groups.expert_parallel_size();
+  const int position = groups.expert ? groups.expert->rank() : 0;
+  NamedState shared, experts;
+  for (const auto& [name, t] : state) (expert_id_of(name) < 0 ? shared : experts)[name] = t;
+  if (!groups.expert_data || groups.expert_data->rank() == 0)
+    write_state_file(expert_shard_path(prefix, position, P), experts, {});
+  if (!groups.world || groups.world->rank() == 0)
+    write_state_file(shared_state_path(prefix), shared, {{"expert_parallel_size", at::tensor(int64_t{P})}});
+  if (groups.world) groups.world->barrier();
+}
+
+NamedState load_sharded_state(const std::string& prefix, const std::function<bool(int64_t)>& wanted) {
+  torch::serialize::InputArchive archive;
+  auto out = read_state_file(shared_state_path(prefix), archive);
+  at::Tensor p_t;
+  MOE_CHECK(archive.try_read("expert_parallel_size", p_t), "sharded checkpoint ", shared_state_path(prefix),
+            " does not say how many expert shards it has");
+  const int P = static_cast<int>(p_t.item<int64_t>());
+  for (int i = 0; i < P; ++i) {
+    torch::serialize::InputArchive shard_archive;
+    for (auto& [name, t] : read_state_file(expert_shard_path(prefix, i, P), shard_archive))
+      if (wanted(expert_id_of(name))) out[name] = t;
+  }
+  return out;
+}
+
+}  // namespace moe
