@@ -175,6 +175,14 @@ std::vector<ConfigField> config_fields(RunConfig& c) {
   l.add("train.device", r.device, "cpu | cuda | cuda:N");
   l.add("train.precision", r.precision, "fp32 | bf16 (CUDA autocast)");
   l.add("train.threads", r.threads, "intra-op threads (0 = default)");
+  auto& par = c.parallel;
+  l.add("parallel.backend", par.backend, "local | gloo | nccl (multi-process runs under moe-launch/Slurm/mpirun)");
+  l.add("parallel.expert_parallel_size", par.expert_parallel_size,
+        "ranks over which each MoE layer's experts are sharded (divides the world size and moe.num_experts)");
+  l.add("parallel.data_parallel_size", par.data_parallel_size,
+        "replicas of the non-expert parameters: the world size (0 = the world size)");
+  l.add("parallel.timeout_s", par.timeout_s, "seconds before a collective with a dead or hung rank fails");
+  l.add("parallel.bucket_mb", par.bucket_mb, "gradient all-reduce bucket size in MB");
   auto& v = c.eval;
   l.add("eval.enabled", v.enabled, "evaluate after training");
   l.add("eval.split", v.split, "test | valid");
@@ -446,6 +454,18 @@ void RunConfig::validate() const {
   MOE_CHECK(train.precision != "bf16" || train.device != "cpu",
             "train.precision = bf16 needs train.device = cuda (bf16 autocast is CUDA-only here)");
   MOE_CHECK(train.threads >= 0, "train.threads must be >= 0, got ", train.threads);
+  MOE_CHECK(parallel.backend == "local" || parallel.backend == "gloo" || parallel.backend == "nccl",
+            "parallel.backend must be local, gloo or nccl, got '", parallel.backend, "'");
+  MOE_CHECK(parallel.expert_parallel_size >= 1, "parallel.expert_parallel_size must be >= 1, got ",
+            parallel.expert_parallel_size);
+  MOE_CHECK(parallel.data_parallel_size >= 0, "parallel.data_parallel_size must be >= 0, got ",
+            parallel.data_parallel_size);
+  MOE_CHECK(parallel.timeout_s > 0, "parallel.timeout_s must be > 0, got ", parallel.timeout_s);
+  MOE_CHECK(parallel.bucket_mb > 0, "parallel.bucket_mb must be > 0, got ", parallel.bucket_mb);
+  MOE_CHECK(parallel.expert_parallel_size == 1 || model.moe.is_moe(),
+            "parallel.expert_parallel_size = ", parallel.expert_parallel_size, " needs an MoE model (moe.variant is dense)");
+  MOE_CHECK(model.moe.num_experts % parallel.expert_parallel_size == 0, "parallel.expert_parallel_size = ",
+            parallel.expert_parallel_size, " must divide moe.num_experts = ", model.moe.num_experts);
   MOE_CHECK(eval.split == "test" || eval.split == "valid", "eval.split must be test or valid, got '", eval.split, "'");
   MOE_CHECK(eval.beam >= 1, "eval.beam must be >= 1, got ", eval.beam);
   MOE_CHECK(eval.max_len_a >= 0 && eval.max_len_b >= 1, "eval.max_len_a must be >= 0 and eval.max_len_b >= 1, got ",

@@ -23,11 +23,16 @@
 #include "moe/data/gettext_corpus.h"
 #include "moe/eval/sacrebleu.h"
 #include "moe/eval/translate.h"
+#include "moe/parallel/communicator.h"
+#include "moe/parallel/grad_sync.h"
+#include "moe/parallel/process_groups.h"
+#include "moe/parallel/rendezvous.h"
 #include "moe/train/checkpoint_file.h"
 #include "moe/train/consistency.h"
 #include "moe/train/label_smoothing.h"
 #include "moe/train/report.h"
 #include "moe/train/schedule.h"
+#include "moe/train/sharded_state.h"
 
 namespace moe {
 namespace fs = std::filesystem;
@@ -143,7 +148,7 @@ bool informational_on_resume(const std::string& key) {
   for (const char* k : {"run_dir", "log_level", "train.max_steps", "train.max_minutes", "train.log_every",
                         "train.stats_every", "train.checkpoint_every", "train.keep_last", "train.threads"})
     if (key == k) return true;
-  return key.rfind("eval.", 0) == 0;
+  return key.rfind("eval.", 0) == 0 || key.rfind("parallel.", 0) == 0;
 }
 
 // A checkpoint read and verified once: its archive (tensors on `device`), config and tokenizer.
@@ -262,6 +267,12 @@ struct Trainer::State {
   std::map<std::string, std::map<std::string, at::Tensor>> usage;
   std::map<std::string, double> last_experts_per_token;
   int64_t last_checkpoint_step = -1, last_validation_step = -1;
+  // Multi-process runs (parallel.backend gloo/nccl): null world = one process.
+  std::shared_ptr<Communicator> world;
+  ParallelGroups groups;
+  std::unique_ptr<GradientSynchronizer> sync;
+  int rank = 0, world_size = 1;
+  bool writer() const { return rank == 0; }  ///< logs, metrics, heatmaps, results, shared checkpoint file
 
   void add_stats(const std::vector<LayerStats>& stats, const std::string& direction) {
     for (const auto& s : stats) {
@@ -280,12 +291,54 @@ struct Trainer::State {
 
 Trainer::~Trainer() = default;
 
+namespace {
+// Multi-process validation and evaluation: every rank runs the same batches (the expert exchange
+// needs every rank in every layer call), so random draws in evaluation (SMoE's sampled second
+// expert, THOR's random expert) must be the same everywhere: the default generator is reseeded from
+// (seed, step) for the scope and restored afterwards. One process: nothing changes.
+struct SameDrawsOnAllRanks {
+  SameDrawsOnAllRanks(bool active, int64_t seed, int64_t step) : active_(active) {
+    if (!active_) return;
+    auto generator = at::detail::getDefaultCPUGenerator();
+    saved_ = generator.get_state();
+    generator.set_current_seed(static_cast<uint64_t>(seed) * 1000003ULL + static_cast<uint64_t>(step));
+  }
+  ~SameDrawsOnAllRanks() {
+    if (!active_) return;
+    auto generator = at::detail::getDefaultCPUGenerator();
+    generator.set_state(saved_);
+  }
+  bool active_;
+  at::Tensor saved_;
+};
+}  // namespace
+
 Trainer::Trainer(RunConfig config, const std::string& resume_from) : config_(std::move(config)), state_(new State) {
   config_.validate();
   auto& s = *state_;
+  const auto env = read_distributed_env();
+  if (config_.parallel.backend != "local" || env.world_size > 1) {
+    CommunicatorOptions co;
+    co.backend = config_.parallel.backend;
+    co.timeout_s = config_.parallel.timeout_s;
+    s.world = make_communicator(co, env);
+    s.rank = s.world->rank();
+    s.world_size = s.world->size();
+    MOE_CHECK(config_.parallel.data_parallel_size == 0 || config_.parallel.data_parallel_size == s.world_size,
+              "parallel.data_parallel_size = ", config_.parallel.data_parallel_size, " but the world has ",
+              s.world_size, " processes (WORLD_SIZE); set it to ", s.world_size, " or 0");
+    check_same_on_all_ranks(*s.world, config_.to_toml(), "configuration");
+    s.groups = make_parallel_groups(s.world, static_cast<int>(config_.parallel.expert_parallel_size));
+    MOE_CHECK(resume_from.empty(), "--resume of a multi-process run is not supported yet; its sharded checkpoints "
+              "load with moe-translate (any world size)");
+  }
   fs::create_directories(config_.run_dir);
-  init_logging(parse_log_level(config_.log_level), (fs::path(config_.run_dir) / "train.log").string());
-  s.tty = ::isatty(STDERR_FILENO) != 0;
+  init_logging(parse_log_level(config_.log_level),
+               s.writer() ? (fs::path(config_.run_dir) / "train.log").string() : std::string(), s.rank);
+  if (s.world)
+    info("[parallel] ", s.world_size, " processes over ", config_.parallel.backend, " (", env.source,
+         "): expert-parallel size ", s.groups.expert_parallel_size(), ", data-parallel size ", s.world_size);
+  s.tty = ::isatty(STDERR_FILENO) != 0 && s.writer();
   s.device = parse_device(config_.train.device);
   s.bf16 = config_.train.precision == "bf16";
   if (config_.train.threads > 0) at::set_num_threads(static_cast<int>(config_.train.threads));
@@ -318,18 +371,39 @@ Trainer::Trainer(RunConfig config, const std::string& resume_from) : config_(std
   }
   // Temporary files of checkpoint writes that a crash interrupted are never valid; remove them.
   for (const auto& entry : fs::directory_iterator(config_.run_dir)) {
+    if (!s.writer()) break;
     if (entry.path().filename().string().find(".moeckpt.tmp.") == std::string::npos) continue;
     log_warn(detail::concat("[checkpoint] removing ", entry.path().string(), " (left by an interrupted write)"));
     fs::remove(entry.path());
   }
 
   torch::manual_seed(static_cast<uint64_t>(config_.train.seed));
+  // Rank 0 builds the corpus and tokenizer caches first; the others then reuse them.
+  if (s.world && !s.writer()) s.world->barrier();
   data_ = load_translation_data(config_, resumed ? &resumed->tokenizer : nullptr);
+  if (s.world && s.writer()) s.world->barrier();
   auto model_options = config_.model;
+  if (s.world && s.groups.expert_parallel_size() > 1) model_options.moe.expert_group = s.groups.expert;
   model_options.vocab_size = data_.tokenizer.vocab_size();
   model_options.padding_idx = SentencePieceTokenizer::kPad;
   model_ = TransformerModel(model_options);
   model_->to(s.device);
+  if (s.world) {
+    // Same seed, same initial values; the broadcast makes it a guarantee: replicated parameters from
+    // world rank 0, experts from the first rank holding them.
+    torch::NoGradGuard no_grad;
+    std::vector<std::pair<std::string, at::Tensor>> named;
+    for (auto& p : model_->named_parameters()) {
+      named.emplace_back(p.key(), p.value());
+      auto t = p.value().detach();
+      if (expert_id_of(p.key()) < 0) {
+        s.world->broadcast(t, 0);
+      } else {
+        s.groups.expert_data->broadcast(t, 0);
+      }
+    }
+    s.sync = std::make_unique<GradientSynchronizer>(named, s.groups, config_.parallel.bucket_mb);
+  }
 
   const auto& t = config_.train;
   s.optimizer = std::make_unique<torch::optim::AdamW>(model_->parameters(), torch::optim::AdamWOptions(t.warmup_init_lr)
@@ -370,8 +444,9 @@ Trainer::Trainer(RunConfig config, const std::string& resume_from) : config_(std
     for (const auto& l : keep) out << l << '\n';
     info("[resume] continuing from ", resume_path, " at step ", step_);
   }
-  s.metrics = std::make_unique<MetricsLog>(metrics_path.string(), /*append=*/!resume_path.empty());
-  std::ofstream(fs::path(config_.run_dir) / "config.toml") << config_.to_toml();
+  s.metrics = std::make_unique<MetricsLog>(s.writer() ? metrics_path.string() : std::string("/dev/null"),
+                                           /*append=*/!resume_path.empty());
+  if (s.writer()) std::ofstream(fs::path(config_.run_dir) / "config.toml") << config_.to_toml();
 
   const auto params = model_->count_parameters();
   std::string moe_layers;
@@ -389,9 +464,13 @@ StepRecord Trainer::train_step() {
   model_->train();
   std::vector<Batch> batches;
   int64_t total_tokens = 0;
-  for (int64_t i = 0; i < t.update_freq; ++i) {
-    batches.push_back(s.batcher->next());
-    total_tokens += batches.back().num_target_tokens;
+  // Every rank draws the whole update's micro-batches (update_freq per rank) from the same batcher
+  // and keeps every world_size-th one, so it knows the update's total target tokens without a
+  // collective and W ranks with update_freq u see exactly the batches of one rank with u·W.
+  for (int64_t i = 0; i < t.update_freq * s.world_size; ++i) {
+    auto b = s.batcher->next();
+    total_tokens += b.num_target_tokens;
+    if (i % s.world_size == s.rank) batches.push_back(std::move(b));
   }
   MOE_CHECK(total_tokens > 0, "trainer: an update with no target tokens");
   s.optimizer->zero_grad();
@@ -446,7 +525,16 @@ StepRecord Trainer::train_step() {
     }
   }
   auto params = model_->parameters();
-  if (t.clip_norm > 0) {
+  if (s.sync) {
+    s.sync->synchronize();
+    rec.grad_norm = t.clip_norm > 0 ? s.sync->clip(t.clip_norm) : s.sync->global_norm();
+    auto sums = at::tensor({loss_sum, nll_sum, aux, consistency}, at::kDouble);
+    s.world->all_reduce(sums);
+    loss_sum = sums[0].item<double>();
+    nll_sum = sums[1].item<double>();
+    aux = sums[2].item<double>();
+    consistency = sums[3].item<double>();
+  } else if (t.clip_norm > 0) {
     rec.grad_norm = torch::nn::utils::clip_grad_norm_(params, t.clip_norm);
   } else {
     std::vector<at::Tensor> norms;  // per-parameter norms, combined with one host read
@@ -523,6 +611,7 @@ ValidationResult Trainer::validate() {
   auto& s = *state_;
   model_->eval();
   torch::NoGradGuard no_grad;
+  SameDrawsOnAllRanks draws(s.world != nullptr, config_.train.seed, step_);
   ValidationResult r;
   double loss = 0, nll = 0, tokens = 0;
   std::map<std::string, double> ept_sum, ept_weight;
@@ -556,7 +645,7 @@ ValidationResult Trainer::validate() {
   s.last_experts_per_token = r.experts_per_token;
   s.last_validation_step = step_;
   // Heatmaps: one per MoE layer, rows = directions.
-  if (!usage.empty()) {
+  if (!usage.empty() && s.writer()) {
     const fs::path dir = fs::path(config_.run_dir) / "heatmaps";
     fs::create_directories(dir);
     for (const auto& [layer, per_direction] : usage) {
@@ -716,6 +805,10 @@ std::string Trainer::checkpoint_payload() {
 
 void Trainer::save_checkpoint(bool best) {
   auto& s = *state_;
+  if (s.world) {
+    save_sharded_checkpoint(best);
+    return;
+  }
   const auto payload = checkpoint_payload();
   const auto path = step_checkpoint_path(config_.run_dir, step_);
   write_checkpoint_file(path, payload);
@@ -727,6 +820,44 @@ void Trainer::save_checkpoint(bool best) {
     list.erase(list.begin());
   }
   info("[checkpoint] step ", step_, " -> ", path, best ? " (best so far)" : "");
+}
+
+// Multi-process runs: the model and the optimizer's moments by name, expert entries in one shard per
+// expert-parallel position (moe/train/sharded_state.h), plus what a translation needs (config,
+// tokenizer, step) in the shared file. Loads with any world size (load_model_checkpoint).
+void Trainer::save_sharded_checkpoint(bool best) {
+  auto& s = *state_;
+  NamedState state = module_state(*model_);
+  for (const auto& p : model_->named_parameters()) {
+    auto it = s.optimizer->state().find(p.value().unsafeGetTensorImpl());
+    if (it == s.optimizer->state().end()) continue;
+    auto& st = static_cast<torch::optim::AdamWParamState&>(*it->second);
+    state["optimizer." + p.key() + ".exp_avg"] = st.exp_avg();
+    state["optimizer." + p.key() + ".exp_avg_sq"] = st.exp_avg_sq();
+    state["optimizer." + p.key() + ".step"] = at::tensor(st.step(), at::kLong);
+  }
+  state["trainer.format"] = at::tensor(kCheckpointFormat, at::kLong);
+  state["trainer.step"] = at::tensor(step_, at::kLong);
+  state["trainer.config"] = string_tensor(config_.to_toml());
+  state["trainer.tokenizer"] = string_tensor(data_.tokenizer.serialized());
+  state["trainer.best_valid"] = at::tensor(s.best_valid, at::kDouble);
+  const auto prefix = (fs::path(config_.run_dir) / ("checkpoint-" + std::to_string(step_))).string();
+  save_sharded_state(prefix, state, s.groups);
+  if (best) save_sharded_state((fs::path(config_.run_dir) / "best").string(), state, s.groups);
+  s.last_checkpoint_step = step_;
+  if (s.writer()) {
+    auto list = list_step_checkpoints(config_.run_dir);
+    while (static_cast<int64_t>(list.size()) > config_.train.keep_last) {
+      const auto old = list.front().second.substr(0, list.front().second.size() - std::string(".moeckpt").size());
+      for (int i = 0; i < s.groups.expert_parallel_size(); ++i)
+        fs::remove(expert_shard_path(old, i, s.groups.expert_parallel_size()));
+      fs::remove(list.front().second);
+      list.erase(list.begin());
+    }
+  }
+  s.world->barrier();
+  info("[checkpoint] step ", step_, " -> ", prefix, ".moeckpt + ", s.groups.expert_parallel_size(),
+       " expert shard(s)", best ? " (best so far)" : "");
 }
 
 void Trainer::load_checkpoint(torch::serialize::InputArchive& archive, const std::string& path) {
@@ -762,6 +893,38 @@ void Trainer::load_checkpoint(torch::serialize::InputArchive& archive, const std
 
 LoadedModel load_model_checkpoint(const std::string& path, const std::string& device) {
   const auto dev = parse_device(device);
+  {
+    // A multi-process run's sharded checkpoint: the shared file lists its entries under "names".
+    torch::serialize::InputArchive probe;
+    const auto payload = read_checkpoint_file(path);
+    probe.load_from(payload.data(), payload.size(), at::kCPU);
+    at::Tensor names;
+    if (probe.try_read("names", names)) {
+      const std::string suffix = ".moeckpt";
+      MOE_CHECK(path.size() > suffix.size() && path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0,
+                "checkpoint ", path, " must end in .moeckpt");
+      auto state = load_sharded_state(path.substr(0, path.size() - suffix.size()), [](int64_t) { return true; });
+      auto entry = [&](const std::string& key) {
+        auto it = state.find(key);
+        MOE_CHECK(it != state.end(), "checkpoint ", path, " has no '", key, "' entry");
+        return it->second;
+      };
+      MOE_CHECK(entry("trainer.format").item<int64_t>() == kCheckpointFormat, "checkpoint ", path,
+                " has another format than this build reads (", kCheckpointFormat, ")");
+      LoadedModel out;
+      apply_toml(out.config, tensor_string(entry("trainer.config")), "the config stored in " + path);
+      out.tokenizer = SentencePieceTokenizer::from_serialized(tensor_string(entry("trainer.tokenizer")));
+      out.step = entry("trainer.step").item<int64_t>();
+      auto options = out.config.model;
+      options.vocab_size = out.tokenizer.vocab_size();
+      options.padding_idx = SentencePieceTokenizer::kPad;
+      out.model = TransformerModel(options);  // every expert in this process
+      load_module_state(*out.model, state, path);
+      out.model->to(dev);
+      out.model->eval();
+      return out;
+    }
+  }
   auto opened = open_checkpoint(path, dev);
   auto& archive = opened->archive;
   LoadedModel out;
@@ -786,6 +949,7 @@ EvaluationResult Trainer::evaluate() {
   auto& s = *state_;
   EvaluationResult result;
   if (s.last_validation_step != step_ || s.last_experts_per_token.empty()) validate();
+  SameDrawsOnAllRanks draws(s.world != nullptr, config_.train.seed, step_ + 1);
   result.experts_per_token = s.last_experts_per_token;
   result.parameters = model_->count_parameters(result.experts_per_token);
   TranslateOptions to;
@@ -810,6 +974,7 @@ EvaluationResult Trainer::evaluate() {
     for (const auto& [file, lines] :
          {std::make_pair(r.hypothesis_file, static_cast<const std::vector<std::string>*>(&hyps)),
           std::make_pair(reference_file, &text.target)}) {
+      if (!s.writer()) break;
       std::ofstream out(file);
       for (const auto& line : *lines) out << line << '\n';
       MOE_CHECK(out.good(), "evaluate: cannot write ", file);
@@ -855,7 +1020,7 @@ EvaluationResult Trainer::evaluate() {
                                    .set("active_parameters", p.active)
                                    .set("forward_flops_per_token", p.forward_flops_per_token)
                                    .set("experts_per_token", ept));
-  std::ofstream(fs::path(config_.run_dir) / "results.json") << doc.dump(2) << "\n";
+  if (s.writer()) std::ofstream(fs::path(config_.run_dir) / "results.json") << doc.dump(2) << "\n";
   s.metrics->write(Json::object().set("type", "eval").set("step", step_).set("results", doc));
   // The table.
   std::ostringstream table;

@@ -64,6 +64,16 @@ struct TrainingConfig {
   int64_t threads = 0;             ///< intra-op threads; 0 = LibTorch's default
 };
 
+/// Multi-process training (moe-launch, Slurm, mpirun set the rank variables; see
+/// docs/expert-parallel.md). Every rank must start with the same configuration (checked).
+struct ParallelConfig {
+  std::string backend = "local";     ///< local (one process) | gloo (CPU) | nccl (CUDA)
+  int64_t expert_parallel_size = 1;  ///< P: ranks each MoE layer's experts are sharded over; divides W and E
+  int64_t data_parallel_size = 0;    ///< replicas of the non-expert parameters: must equal the world size W (0 = W)
+  double timeout_s = 300;            ///< every collective; a dead or hung rank fails the others after this
+  double bucket_mb = 25;             ///< gradient all-reduce bucket size
+};
+
 struct EvalConfig {
   bool enabled = true;         ///< evaluate the test split after training
   std::string split = "test";  ///< test | valid
@@ -81,6 +91,7 @@ struct RunConfig {
   TokenizerConfig tokenizer;
   TransformerOptions model;  ///< model.* keys, and moe.* for model.moe
   TrainingConfig train;
+  ParallelConfig parallel;
   EvalConfig eval;
 
   /// Throws moe::Error naming the key ("train.lr must be > 0, got 0").

@@ -104,6 +104,7 @@ class Trainer {
   /// Restores model, optimizer, RNG, batcher and counters from an opened checkpoint archive.
   void load_checkpoint(torch::serialize::InputArchive& archive, const std::string& path);
   void report_moe_stats();
+  void save_sharded_checkpoint(bool best);
   std::string checkpoint_payload();
 
   RunConfig config_;

@@ -1,0 +1,116 @@
+// Bucketed gradient all-reduce and the sharded gradient norm (see moe/parallel/grad_sync.h).
+#include "moe/parallel/grad_sync.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <memory>
+
+#include "moe/core/error.h"
+
+namespace moe {
+namespace {
+
+// Same rule as the sharded checkpoints: an "experts.<id>." segment marks an expert parameter.
+bool is_expert_name(const std::string& name) {
+  const std::string key = "experts.";
+  for (size_t pos = name.find(key); pos != std::string::npos; pos = name.find(key, pos + 1)) {
+    if (pos != 0 && name[pos - 1] != '.') continue;
+    size_t j = pos + key.size();
+    const size_t start = j;
+    while (j < name.size() && std::isdigit(static_cast<unsigned char>(name[j]))) ++j;
+    if (j > start && j < name.size() && name[j] == '.') return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+GradientSynchronizer::GradientSynchronizer(const std::vector<std::pair<std::string, at::Tensor>>& named,
+                                           ParallelGroups groups, double bucket_mb)
+    : groups_(std::move(groups)) {
+  MOE_CHECK(bucket_mb > 0, "GradientSynchronizer: bucket_mb must be > 0, got ", bucket_mb);
+  MOE_CHECK(groups_.world != nullptr, "GradientSynchronizer: the world communicator is null");
+  const auto limit = static_cast<int64_t>(bucket_mb * 1024 * 1024);
+  Bucket open[2];  // [dense, expert]
+  open[1].expert = true;
+  for (auto it = named.rbegin(); it != named.rend(); ++it) {
+    if (!it->second.requires_grad()) continue;
+    const bool expert = is_expert_name(it->first);
+    (expert ? experts_ : dense_).push_back(it->second);
+    auto& b = open[expert ? 1 : 0];
+    if (!b.params.empty() && b.params.front().scalar_type() != it->second.scalar_type()) {
+      buckets_.push_back(std::move(b));
+      b = Bucket{};
+      b.expert = expert;
+    }
+    b.params.push_back(it->second);
+    b.numel += it->second.numel();
+    if (b.numel * static_cast<int64_t>(it->second.element_size()) >= limit) {
+      buckets_.push_back(std::move(b));
+      b = Bucket{};
+      b.expert = expert;
+    }
+  }
+  for (auto& b : open)
+    if (!b.params.empty()) buckets_.push_back(std::move(b));
+}
+
+void GradientSynchronizer::synchronize() {
+  std::vector<at::Tensor> flats;
+  std::vector<std::unique_ptr<CommWork>> works;
+  for (auto& b : buckets_) {
+    auto& group = b.expert ? groups_.expert_data : groups_.world;
+    if (!group || group->size() == 1) {
+      flats.emplace_back();
+      works.emplace_back();
+      continue;
+    }
+    std::vector<at::Tensor> pieces;
+    for (auto& p : b.params) {
+      auto g = p.grad();
+      pieces.push_back(g.defined() ? g.reshape({-1}) : at::zeros({p.numel()}, p.options()));
+    }
+    flats.push_back(at::cat(pieces));
+    works.push_back(group->all_reduce_async(flats.back()));
+  }
+  for (size_t i = 0; i < buckets_.size(); ++i) {
+    if (!works[i]) continue;
+    works[i]->wait();
+    int64_t offset = 0;
+    for (auto& p : buckets_[i].params) {
+      auto part = flats[i].narrow(0, offset, p.numel()).view(p.sizes());
+      offset += p.numel();
+      if (p.grad().defined()) {
+        p.mutable_grad().copy_(part);
+      } else {
+        p.mutable_grad() = part.clone();
+      }
+    }
+  }
+}
+
+double GradientSynchronizer::global_norm() const {
+  auto squares = [](const std::vector<at::Tensor>& params) {
+    auto total = at::zeros({1}, at::kDouble);
+    for (const auto& p : params)
+      if (p.grad().defined()) total += p.grad().detach().to(at::kDouble).pow(2).sum().cpu();
+    return total;
+  };
+  auto expert = squares(experts_);
+  if (groups_.expert && groups_.expert->size() > 1) groups_.expert->all_reduce(expert);
+  return std::sqrt((squares(dense_) + expert).item<double>());
+}
+
+double GradientSynchronizer::clip(double max_norm) {
+  const double norm = global_norm();
+  const double coef = max_norm / (norm + 1e-6);
+  if (coef < 1.0) {
+    for (auto* list : {&dense_, &experts_})
+      for (auto& p : *list)
+        if (p.grad().defined()) p.mutable_grad().mul_(coef);
+  }
+  return norm;
+}
+
+}  // namespace moe
