@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
@@ -17,6 +18,14 @@
 #include "moe/core/error.h"
 
 namespace moe {
+namespace {
+
+// SIGINT/SIGTERM to the launcher (Ctrl-C, scancel) stop every rank: the ranks run in process groups
+// of their own, so the terminal's signal reaches only the launcher, which passes it on.
+volatile std::sig_atomic_t g_interrupted = 0;
+void on_interrupt(int sig) { g_interrupted = sig; }
+
+}  // namespace
 
 int find_free_port() {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -48,6 +57,7 @@ LaunchResult launch_local(const std::vector<std::string>& command, const LaunchO
     const pid_t pid = ::fork();
     MOE_CHECK(pid >= 0, "launch_local: fork failed for rank ", r, ": ", std::strerror(errno));
     if (pid == 0) {
+      ::setpgid(0, 0);  // its own process group: stopping a rank stops whatever it started too
       ::setenv("RANK", std::to_string(r).c_str(), 1);
       ::setenv("LOCAL_RANK", std::to_string(r).c_str(), 1);
       ::setenv("WORLD_SIZE", std::to_string(o.nproc).c_str(), 1);
@@ -64,10 +74,17 @@ LaunchResult launch_local(const std::vector<std::string>& command, const LaunchO
       std::fprintf(stderr, "moe-launch: cannot run %s: %s\n", argv[0], std::strerror(errno));
       ::_exit(127);
     }
+    ::setpgid(pid, pid);  // also here, so the group exists before any signal is sent
     pids[static_cast<size_t>(r)] = pid;
     running[static_cast<size_t>(r)] = true;
   }
 
+  g_interrupted = 0;
+  struct sigaction action {}, old_int{}, old_term{};
+  action.sa_handler = on_interrupt;
+  sigemptyset(&action.sa_mask);
+  ::sigaction(SIGINT, &action, &old_int);
+  ::sigaction(SIGTERM, &action, &old_term);
   using clock = std::chrono::steady_clock;
   const auto start = clock::now();
   int alive = o.nproc;
@@ -75,7 +92,7 @@ LaunchResult launch_local(const std::vector<std::string>& command, const LaunchO
   clock::time_point stop_at;
   auto stop_others = [&](int sig) {
     for (int r = 0; r < o.nproc; ++r)
-      if (running[static_cast<size_t>(r)]) ::kill(pids[static_cast<size_t>(r)], sig);
+      if (running[static_cast<size_t>(r)]) ::kill(-pids[static_cast<size_t>(r)], sig);
   };
   while (alive > 0) {
     int wstatus = 0;
@@ -98,6 +115,12 @@ LaunchResult launch_local(const std::vector<std::string>& command, const LaunchO
       continue;
     }
     const auto now = clock::now();
+    if (!stopping && g_interrupted != 0) {
+      result.exit_code = 128 + g_interrupted;
+      stopping = true;
+      stop_at = now;
+      stop_others(SIGTERM);
+    }
     if (!stopping && o.timeout_s > 0 && std::chrono::duration<double>(now - start).count() > o.timeout_s) {
       result.timed_out = true;
       result.exit_code = 124;
@@ -108,6 +131,8 @@ LaunchResult launch_local(const std::vector<std::string>& command, const LaunchO
     if (stopping && std::chrono::duration<double>(now - stop_at).count() > o.grace_s) stop_others(SIGKILL);
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
+  ::sigaction(SIGINT, &old_int, nullptr);
+  ::sigaction(SIGTERM, &old_term, nullptr);
   std::ostringstream s;
   for (int r = 0; r < o.nproc; ++r) {
     const int st = result.status[static_cast<size_t>(r)];

@@ -23,6 +23,7 @@
 #include "moe/data/gettext_corpus.h"
 #include "moe/eval/sacrebleu.h"
 #include "moe/eval/translate.h"
+#include "moe/layers/expert_parallel.h"
 #include "moe/parallel/communicator.h"
 #include "moe/parallel/grad_sync.h"
 #include "moe/parallel/process_groups.h"
@@ -151,18 +152,82 @@ bool informational_on_resume(const std::string& key) {
   return key.rfind("eval.", 0) == 0 || key.rfind("parallel.", 0) == 0;
 }
 
-// A checkpoint read and verified once: its archive (tensors on `device`), config and tokenizer.
+// A checkpoint read and verified once: its archive (tensors on `device`), config and tokenizer. A
+// multi-process run's checkpoint is sharded (moe/train/sharded_state.h): then `sharded` holds its
+// entries (the expert entries that `wanted` accepts) and `archive` is unused.
 struct OpenCheckpoint {
   torch::serialize::InputArchive archive;
+  bool is_sharded = false;
+  NamedState sharded;
   RunConfig config;
   SentencePieceTokenizer tokenizer;
   int64_t step = 0;
 };
 
-std::unique_ptr<OpenCheckpoint> open_checkpoint(const std::string& path, const at::Device& device) {
+at::Tensor sharded_entry(const NamedState& state, const std::string& key, const std::string& path) {
+  auto it = state.find(key);
+  MOE_CHECK(it != state.end(), "checkpoint ", path, " has no '", key, "' entry");
+  return it->second;
+}
+
+// "<dir>/checkpoint-<step>.moeckpt" -> "<dir>/checkpoint-<step>" (the sharded files' prefix).
+std::string checkpoint_prefix(const std::string& path) {
+  const std::string suffix = ".moeckpt";
+  MOE_CHECK(path.size() > suffix.size() && path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0,
+            "checkpoint ", path, " must end in .moeckpt");
+  return path.substr(0, path.size() - suffix.size());
+}
+
+// Removes a step checkpoint: its file and, for a sharded one, every expert shard beside it.
+void remove_checkpoint(const std::string& path) {
+  const auto prefix = fs::path(checkpoint_prefix(path)).filename().string() + ".experts-";
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(fs::path(path).parent_path(), ec))
+    if (entry.path().filename().string().rfind(prefix, 0) == 0) fs::remove(entry.path());
+  fs::remove(path);
+}
+
+// The batcher's exact-resume state as one int64 tensor: step, D, epoch[D], cursor[D].
+at::Tensor batcher_state_tensor(const TokenBatcher& batcher) {
+  const auto b = batcher.state();
+  std::vector<int64_t> bs{static_cast<int64_t>(b.step), static_cast<int64_t>(b.epoch.size())};
+  bs.insert(bs.end(), b.epoch.begin(), b.epoch.end());
+  bs.insert(bs.end(), b.cursor.begin(), b.cursor.end());
+  return at::tensor(bs, at::kLong);
+}
+
+void restore_batcher_state(TokenBatcher& batcher, const at::Tensor& tensor, const std::string& path) {
+  auto b = tensor.cpu().contiguous();
+  MOE_CHECK(b.numel() >= 2, "checkpoint ", path, ": malformed batcher state");
+  const int64_t* p = b.data_ptr<int64_t>();
+  TokenBatcher::State bs;
+  bs.step = static_cast<uint64_t>(p[0]);
+  const int64_t D = p[1];
+  MOE_CHECK(b.numel() == 2 + 2 * D, "checkpoint ", path, ": malformed batcher state");
+  bs.epoch.assign(p + 2, p + 2 + D);
+  bs.cursor.assign(p + 2 + D, p + 2 + 2 * D);
+  batcher.restore(bs);
+}
+
+std::unique_ptr<OpenCheckpoint> open_checkpoint(const std::string& path, const at::Device& device,
+                                                const std::function<bool(int64_t)>& wanted = nullptr) {
   const auto payload = read_checkpoint_file(path);
   auto out = std::make_unique<OpenCheckpoint>();
   out->archive.load_from(payload.data(), payload.size(), device);
+  at::Tensor names;
+  if (out->archive.try_read("names", names)) {
+    out->is_sharded = true;
+    out->sharded = load_sharded_state(checkpoint_prefix(path), wanted ? wanted : [](int64_t) { return true; });
+    const auto format = sharded_entry(out->sharded, "trainer.format", path).item<int64_t>();
+    MOE_CHECK(format == kCheckpointFormat, "checkpoint ", path, " has format ", format, "; this build reads format ",
+              kCheckpointFormat);
+    apply_toml(out->config, tensor_string(sharded_entry(out->sharded, "trainer.config", path)),
+               "the config stored in " + path);
+    out->tokenizer =
+        SentencePieceTokenizer::from_serialized(tensor_string(sharded_entry(out->sharded, "trainer.tokenizer", path)));
+    out->step = sharded_entry(out->sharded, "trainer.step", path).item<int64_t>();
+    return out;
+  }
   const auto format = read_tensor(out->archive, "format", path).item<int64_t>();
   MOE_CHECK(format == kCheckpointFormat, "checkpoint ", path, " has format ", format, "; this build reads format ",
             kCheckpointFormat);
@@ -329,8 +394,6 @@ Trainer::Trainer(RunConfig config, const std::string& resume_from) : config_(std
               s.world_size, " processes (WORLD_SIZE); set it to ", s.world_size, " or 0");
     check_same_on_all_ranks(*s.world, config_.to_toml(), "configuration");
     s.groups = make_parallel_groups(s.world, static_cast<int>(config_.parallel.expert_parallel_size));
-    MOE_CHECK(resume_from.empty(), "--resume of a multi-process run is not supported yet; its sharded checkpoints "
-              "load with moe-translate (any world size)");
   }
   fs::create_directories(config_.run_dir);
   init_logging(parse_log_level(config_.log_level),
@@ -353,7 +416,14 @@ Trainer::Trainer(RunConfig config, const std::string& resume_from) : config_(std
     } else {
       resume_path = resume_from;
     }
-    resumed = open_checkpoint(resume_path, s.device);
+    // This process's experts: its expert-parallel shard of every MoE layer.
+    const auto shard = expert_shard(config_.model.moe.num_experts, s.groups.expert.get(), "parallel.expert_parallel_size");
+    resumed = open_checkpoint(resume_path, s.device, [shard](int64_t id) {
+      return id >= shard.first && id < shard.first + shard.count;
+    });
+    MOE_CHECK(resumed->is_sharded || !s.world, "--resume: ", resume_path,
+              " was written by a single-process run; a multi-process run resumes from the sharded checkpoints of "
+              "a multi-process run (any world size)");
     // The experiment must be the same one; schedule and reporting keys may change.
     auto mine = config_fields(config_);
     auto theirs = config_fields(resumed->config);
@@ -419,17 +489,22 @@ Trainer::Trainer(RunConfig config, const std::string& resume_from) : config_(std
 
   const fs::path metrics_path = fs::path(config_.run_dir) / "metrics.jsonl";
   if (!resume_path.empty()) {
-    load_checkpoint(resumed->archive, resume_path);
+    if (resumed->is_sharded) {
+      load_sharded_checkpoint(resumed->sharded, resume_path);
+    } else {
+      load_checkpoint(resumed->archive, resume_path);
+    }
     resumed.reset();
     // Step checkpoints after the resumed one belong to an abandoned continuation: remove them, so
     // pruning and a later --resume only see this run's history.
+    if (s.world) s.world->barrier();  // every rank has read its files before any is removed
     for (const auto& [later_step, later_path] : list_step_checkpoints(config_.run_dir)) {
-      if (later_step <= step_) continue;
+      if (later_step <= step_ || !s.writer()) continue;
       log_warn(detail::concat("[resume] removing ", later_path, " (after the resumed step ", step_, ")"));
-      fs::remove(later_path);
+      remove_checkpoint(later_path);
     }
     // Drop records of steps after the checkpoint (a crashed run may have logged them).
-    std::ifstream in(metrics_path);
+    std::ifstream in(s.writer() ? metrics_path : fs::path("/dev/null"));
     std::vector<std::string> keep;
     for (std::string line; std::getline(in, line);) {
       const auto pos = line.find("\"step\": ");
@@ -440,8 +515,10 @@ Trainer::Trainer(RunConfig config, const std::string& resume_from) : config_(std
       keep.push_back(line);
     }
     in.close();
-    std::ofstream out(metrics_path, std::ios::trunc);
-    for (const auto& l : keep) out << l << '\n';
+    if (s.writer()) {
+      std::ofstream out(metrics_path, std::ios::trunc);
+      for (const auto& l : keep) out << l << '\n';
+    }
     info("[resume] continuing from ", resume_path, " at step ", step_);
   }
   s.metrics = std::make_unique<MetricsLog>(s.writer() ? metrics_path.string() : std::string("/dev/null"),
@@ -786,11 +863,7 @@ std::string Trainer::checkpoint_payload() {
   archive.write("step", at::tensor(step_, at::kLong));
   archive.write("rng_cpu", at::detail::getDefaultCPUGenerator().get_state());
   if (s.device.is_cuda()) archive.write("rng_cuda", at::globalContext().defaultGenerator(s.device).get_state());
-  const auto b = s.batcher->state();
-  std::vector<int64_t> bs{static_cast<int64_t>(b.step), static_cast<int64_t>(b.epoch.size())};
-  bs.insert(bs.end(), b.epoch.begin(), b.epoch.end());
-  bs.insert(bs.end(), b.cursor.begin(), b.cursor.end());
-  archive.write("batcher", at::tensor(bs, at::kLong));
+  archive.write("batcher", batcher_state_tensor(*s.batcher));
   archive.write("config", string_tensor(config_.to_toml()));
   archive.write("tokenizer", string_tensor(data_.tokenizer.serialized()));
   archive.write("best_valid", at::tensor(s.best_valid, at::kDouble));
@@ -841,6 +914,11 @@ void Trainer::save_sharded_checkpoint(bool best) {
   state["trainer.config"] = string_tensor(config_.to_toml());
   state["trainer.tokenizer"] = string_tensor(data_.tokenizer.serialized());
   state["trainer.best_valid"] = at::tensor(s.best_valid, at::kDouble);
+  state["trainer.elapsed_s"] = at::tensor(s.elapsed_before + s.session_seconds, at::kDouble);
+  state["trainer.batcher"] = batcher_state_tensor(*s.batcher);  // the same on every rank
+  // Every rank's generator (dropout, sampled experts): [W, state bytes], restored per rank when the
+  // world size is unchanged.
+  state["trainer.rng_cpu"] = s.world->all_gather(at::detail::getDefaultCPUGenerator().get_state());
   const auto prefix = (fs::path(config_.run_dir) / ("checkpoint-" + std::to_string(step_))).string();
   save_sharded_state(prefix, state, s.groups);
   if (best) save_sharded_state((fs::path(config_.run_dir) / "best").string(), state, s.groups);
@@ -848,16 +926,50 @@ void Trainer::save_sharded_checkpoint(bool best) {
   if (s.writer()) {
     auto list = list_step_checkpoints(config_.run_dir);
     while (static_cast<int64_t>(list.size()) > config_.train.keep_last) {
-      const auto old = list.front().second.substr(0, list.front().second.size() - std::string(".moeckpt").size());
-      for (int i = 0; i < s.groups.expert_parallel_size(); ++i)
-        fs::remove(expert_shard_path(old, i, s.groups.expert_parallel_size()));
-      fs::remove(list.front().second);
+      remove_checkpoint(list.front().second);
       list.erase(list.begin());
     }
   }
   s.world->barrier();
   info("[checkpoint] step ", step_, " -> ", prefix, ".moeckpt + ", s.groups.expert_parallel_size(),
        " expert shard(s)", best ? " (best so far)" : "");
+}
+
+void Trainer::load_sharded_checkpoint(const NamedState& state, const std::string& path) {
+  auto& s = *state_;
+  load_module_state(*model_, state, path);
+  // AdamW moments by parameter name: this process's shard of them, whatever the writer's layout.
+  int64_t restored = 0;
+  for (const auto& p : model_->named_parameters()) {
+    const auto key = "optimizer." + p.key();
+    auto avg = state.find(key + ".exp_avg");
+    if (avg == state.end()) continue;
+    auto st = std::make_unique<torch::optim::AdamWParamState>();
+    st->step(sharded_entry(state, key + ".step", path).item<int64_t>());
+    st->exp_avg(avg->second.to(p.value().device(), p.value().scalar_type()).clone());
+    st->exp_avg_sq(sharded_entry(state, key + ".exp_avg_sq", path).to(p.value().device(), p.value().scalar_type()).clone());
+    s.optimizer->state()[p.value().unsafeGetTensorImpl()] = std::move(st);
+    ++restored;
+  }
+  MOE_CHECK(step_ == 0 || restored > 0 || sharded_entry(state, "trainer.step", path).item<int64_t>() == 0,
+            "checkpoint ", path, " has no optimizer state");
+  step_ = sharded_entry(state, "trainer.step", path).item<int64_t>();
+  restore_batcher_state(*s.batcher, sharded_entry(state, "trainer.batcher", path), path);
+  s.best_valid = sharded_entry(state, "trainer.best_valid", path).item<double>();
+  s.elapsed_before = sharded_entry(state, "trainer.elapsed_s", path).item<double>();
+  const auto rng = sharded_entry(state, "trainer.rng_cpu", path);
+  auto generator = at::detail::getDefaultCPUGenerator();
+  if (rng.size(0) == s.world_size) {
+    generator.set_state(rng[s.rank].clone());  // a tensor of its own: set_state reads from offset 0
+  } else {
+    // Another world size: the random streams cannot continue; start new ones per rank.
+    generator.set_current_seed(static_cast<uint64_t>(config_.train.seed) * 7919ULL + static_cast<uint64_t>(step_) * 104729ULL +
+                               static_cast<uint64_t>(s.rank));
+    log_warn(detail::concat("[resume] ", path, " was written by ", rng.size(0), " process(es), this run has ",
+                            s.world_size, ": random streams restart (dropout and sampled experts differ from an "
+                            "uninterrupted run; parameters, optimizer and data order continue exactly)"));
+  }
+  s.last_checkpoint_step = s.last_validation_step = step_;
 }
 
 void Trainer::load_checkpoint(torch::serialize::InputArchive& archive, const std::string& path) {
@@ -877,15 +989,7 @@ void Trainer::load_checkpoint(torch::serialize::InputArchive& archive, const std
     auto generator = at::globalContext().defaultGenerator(s.device);
     generator.set_state(cuda_state.cpu());
   }
-  auto b = read_tensor(archive, "batcher", path).cpu();
-  const int64_t* p = b.data_ptr<int64_t>();
-  TokenBatcher::State bs;
-  bs.step = static_cast<uint64_t>(p[0]);
-  const int64_t D = p[1];
-  MOE_CHECK(b.numel() == 2 + 2 * D, "checkpoint ", path, ": malformed batcher state");
-  bs.epoch.assign(p + 2, p + 2 + D);
-  bs.cursor.assign(p + 2 + D, p + 2 + 2 * D);
-  s.batcher->restore(bs);
+  restore_batcher_state(*s.batcher, read_tensor(archive, "batcher", path), path);
   s.best_valid = read_tensor(archive, "best_valid", path).item<double>();
   s.elapsed_before = read_tensor(archive, "elapsed_s", path).item<double>();
   s.last_checkpoint_step = s.last_validation_step = step_;
@@ -893,38 +997,6 @@ void Trainer::load_checkpoint(torch::serialize::InputArchive& archive, const std
 
 LoadedModel load_model_checkpoint(const std::string& path, const std::string& device) {
   const auto dev = parse_device(device);
-  {
-    // A multi-process run's sharded checkpoint: the shared file lists its entries under "names".
-    torch::serialize::InputArchive probe;
-    const auto payload = read_checkpoint_file(path);
-    probe.load_from(payload.data(), payload.size(), at::kCPU);
-    at::Tensor names;
-    if (probe.try_read("names", names)) {
-      const std::string suffix = ".moeckpt";
-      MOE_CHECK(path.size() > suffix.size() && path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0,
-                "checkpoint ", path, " must end in .moeckpt");
-      auto state = load_sharded_state(path.substr(0, path.size() - suffix.size()), [](int64_t) { return true; });
-      auto entry = [&](const std::string& key) {
-        auto it = state.find(key);
-        MOE_CHECK(it != state.end(), "checkpoint ", path, " has no '", key, "' entry");
-        return it->second;
-      };
-      MOE_CHECK(entry("trainer.format").item<int64_t>() == kCheckpointFormat, "checkpoint ", path,
-                " has another format than this build reads (", kCheckpointFormat, ")");
-      LoadedModel out;
-      apply_toml(out.config, tensor_string(entry("trainer.config")), "the config stored in " + path);
-      out.tokenizer = SentencePieceTokenizer::from_serialized(tensor_string(entry("trainer.tokenizer")));
-      out.step = entry("trainer.step").item<int64_t>();
-      auto options = out.config.model;
-      options.vocab_size = out.tokenizer.vocab_size();
-      options.padding_idx = SentencePieceTokenizer::kPad;
-      out.model = TransformerModel(options);  // every expert in this process
-      load_module_state(*out.model, state, path);
-      out.model->to(dev);
-      out.model->eval();
-      return out;
-    }
-  }
   auto opened = open_checkpoint(path, dev);
   auto& archive = opened->archive;
   LoadedModel out;
@@ -934,11 +1006,15 @@ LoadedModel load_model_checkpoint(const std::string& path, const std::string& de
   auto options = out.config.model;
   options.vocab_size = out.tokenizer.vocab_size();
   options.padding_idx = SentencePieceTokenizer::kPad;
-  out.model = TransformerModel(options);
+  out.model = TransformerModel(options);  // every expert in this process
   out.model->to(dev);
-  torch::serialize::InputArchive model_archive;
-  MOE_CHECK(archive.try_read("model", model_archive), "checkpoint ", path, " has no model state");
-  out.model->load(model_archive);
+  if (opened->is_sharded) {
+    load_module_state(*out.model, opened->sharded, path);  // a multi-process run's checkpoint
+  } else {
+    torch::serialize::InputArchive model_archive;
+    MOE_CHECK(archive.try_read("model", model_archive), "checkpoint ", path, " has no model state");
+    out.model->load(model_archive);
+  }
   out.model->eval();
   return out;
 }

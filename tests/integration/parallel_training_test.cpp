@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <sstream>
 
 #include "moe/core/build_config.h"
@@ -30,16 +31,30 @@ std::pair<int, std::string> run(const std::string& command) {
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
 }
 
-// Per-step losses ("last_loss" of each train record) from a run's metrics.jsonl.
-std::vector<double> losses(const fs::path& run_dir) {
+// Per-step losses ("last_loss" of each train record) from a run's metrics.jsonl, by step.
+std::map<int64_t, double> losses(const fs::path& run_dir) {
   std::ifstream in(run_dir / "metrics.jsonl");
-  std::vector<double> out;
+  std::map<int64_t, double> out;
   for (std::string line; std::getline(in, line);) {
     if (line.find("\"type\": \"train\"") == std::string::npos) continue;
-    const auto pos = line.find("\"last_loss\": ");
-    if (pos != std::string::npos) out.push_back(std::strtod(line.c_str() + pos + 13, nullptr));
+    const auto pos = line.find("\"last_loss\": "), step = line.find("\"step\": ");
+    if (pos != std::string::npos && step != std::string::npos)
+      out[std::strtoll(line.c_str() + step + 8, nullptr, 10)] = std::strtod(line.c_str() + pos + 13, nullptr);
   }
   return out;
+}
+
+// Largest |a - b| over the steps both have, and how many that is.
+std::pair<double, int> compare(const std::map<int64_t, double>& a, const std::map<int64_t, double>& b) {
+  double worst = 0;
+  int n = 0;
+  for (const auto& [step, loss] : a) {
+    auto it = b.find(step);
+    if (it == b.end()) continue;
+    worst = std::max(worst, std::abs(loss - it->second));
+    ++n;
+  }
+  return {worst, n};
 }
 
 std::string corpus_missing() {
@@ -78,12 +93,13 @@ TEST(ParallelTraining, TwoRanksWithShardedExpertsFollowOneRankFor50Updates) {
   const auto a = losses(one), b = losses(two);
   ASSERT_EQ(a.size(), 50u);
   ASSERT_EQ(b.size(), 50u) << multi.second;
-  double worst = 0;
-  for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::abs(a[i] - b[i]));
-  EXPECT_LT(worst, 1e-3) << "first step: " << a[0] << " vs " << b[0] << "; last: " << a.back() << " vs " << b.back();
-  EXPECT_GT(a.front() - a.back(), 0.5) << "the loss did not fall";
-  std::cout << "[ parallel ] 50 updates, worst per-step loss difference " << worst << " (" << a.front() << " -> "
-            << a.back() << ")\n";
+  const auto [worst, n] = compare(a, b);
+  EXPECT_EQ(n, 50);
+  EXPECT_LT(worst, 1e-3) << "first step: " << a.at(1) << " vs " << b.at(1) << "; last: " << a.at(50) << " vs "
+                         << b.at(50);
+  EXPECT_GT(a.at(1) - a.at(50), 0.5) << "the loss did not fall";
+  std::cout << "[ parallel ] 50 updates, worst per-step loss difference " << worst << " (" << a.at(1) << " -> "
+            << a.at(50) << ")\n";
   // The sharded checkpoint: one shared file and one expert shard per expert-parallel rank; it
   // loads into one process with every expert.
   EXPECT_TRUE(fs::exists(two / "checkpoint-50.moeckpt"));
@@ -93,6 +109,62 @@ TEST(ParallelTraining, TwoRanksWithShardedExpertsFollowOneRankFor50Updates) {
                         (two / "checkpoint-50.moeckpt").string() + " --target de");
   EXPECT_EQ(translated.first, 0) << translated.second;
   EXPECT_FALSE(translated.second.empty());
+}
+
+// A multi-process run resumed at the same world size repeats the uninterrupted one exactly (every
+// rank's random stream is in the checkpoint: dropout and GShard's sampled second expert included).
+// Resumed with another layout (2 ranks without expert sharding; 1 process with update_freq 2) it
+// continues the same optimisation: with nothing random in training the losses follow.
+TEST(ParallelTraining, ResumeIsExactAndReshardsToOtherWorldSizes) {
+  if (!MOE_WITH_GLOO) GTEST_SKIP() << "moe was built without Gloo";
+  const auto missing = corpus_missing();
+  if (!missing.empty()) GTEST_SKIP() << "default corpus unavailable: " << missing;
+  const std::string bin = moe::testing::kBinDir;
+  const auto cache = moe::testing::scratch("parallel_cache");
+  const std::string launch2 = bin + "/moe-launch --nproc 2 --timeout 600 -- ";
+  const std::string gloo = " --parallel.backend gloo --parallel.timeout_s 60";
+  auto base = [&](const fs::path& dir) {
+    return bin + "/moe-train --config " + std::string(moe::testing::kSourceDir) +
+           "/configs/tiny.toml --no-eval --train.max_steps 24 --train.log_every 1 --train.validate_every 12"
+           " --train.checkpoint_every 12 --train.keep_last 3 --train.threads 1 --log_level warn --data.cache_dir " +
+           cache.string() + " --run_dir " + dir.string();
+  };
+  // 1. Exact resume, tiny defaults (gshard with a sampled second expert, dropout 0.1), 2 ranks, EP 2.
+  const auto exact = moe::testing::scratch("parallel_exact");
+  auto first = run(launch2 + base(exact) + gloo + " --parallel.expert_parallel_size 2");
+  ASSERT_EQ(first.first, 0) << first.second;
+  const auto uninterrupted = losses(exact);
+  ASSERT_EQ(uninterrupted.size(), 24u);
+  auto resumed = run(launch2 + base(exact) + gloo + " --parallel.expert_parallel_size 2 --resume " +
+                     (exact / "checkpoint-12.moeckpt").string());
+  ASSERT_EQ(resumed.first, 0) << resumed.second;
+  const auto again = losses(exact);
+  ASSERT_EQ(again.size(), 24u);
+  for (int64_t step = 13; step <= 24; ++step)
+    EXPECT_EQ(uninterrupted.at(step), again.at(step)) << "step " << step << " differs after resuming at 12";
+  EXPECT_TRUE(fs::exists(exact / "checkpoint-24.experts-1-of-2.moeckpt"));  // written again by the resumed run
+
+  // 2. Reshard: nothing random in training (switch routing, no dropout); the 2-rank EP-2 checkpoint
+  // at step 12 resumed with 2 ranks at EP 1 and with 1 process (update_freq 2, the same batches).
+  const std::string deterministic = " --moe.variant switch --model.dropout 0";
+  const auto source = moe::testing::scratch("parallel_reshard_source");
+  auto src = run(launch2 + base(source) + deterministic + gloo + " --parallel.expert_parallel_size 2");
+  ASSERT_EQ(src.first, 0) << src.second;
+  const auto reference = losses(source);
+  const auto checkpoint = (source / "checkpoint-12.moeckpt").string();
+  const auto ep1 = moe::testing::scratch("parallel_reshard_ep1"), single = moe::testing::scratch("parallel_reshard_1");
+  auto r1 = run(launch2 + base(ep1) + deterministic + gloo + " --parallel.expert_parallel_size 1 --resume " + checkpoint);
+  ASSERT_EQ(r1.first, 0) << r1.second;
+  auto r2 = run(bin + "/" + base(single).substr(bin.size() + 1) + deterministic + " --train.update_freq 2 --resume " +
+                checkpoint);
+  ASSERT_EQ(r2.first, 0) << r2.second;
+  for (const auto& dir : {ep1, single}) {
+    const auto [worst, n] = compare(reference, losses(dir));
+    EXPECT_EQ(n, 12) << dir;
+    EXPECT_LT(worst, 1e-3) << dir;
+    std::cout << "[ parallel ] resumed " << dir.filename() << " from the 2-rank EP-2 checkpoint: 12 updates, worst "
+              << "loss difference " << worst << "\n";
+  }
 }
 
 }  // namespace

@@ -3,7 +3,10 @@
 // wrote. Also the launcher and the environment reader on their own.
 #include <gtest/gtest.h>
 
+#include <ATen/ATen.h>
+
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -80,9 +83,9 @@ INSTANTIATE_TEST_SUITE_P(
                       std::make_tuple("stochastic", 2, 2), std::make_tuple("stochastic", 4, 4),
                       std::make_tuple("smoe", 2, 2), std::make_tuple("smoe", 4, 4), std::make_tuple("smoe", 4, 2),
                       std::make_tuple("expert_choice", 2, 2), std::make_tuple("expert_choice", 4, 4)),
-    [](const auto& info) {
-      return std::get<0>(info.param) + "_W" + std::to_string(std::get<1>(info.param)) + "_EP" +
-             std::to_string(std::get<2>(info.param));
+    [](const auto& test) {
+      return std::get<0>(test.param) + "_W" + std::to_string(std::get<1>(test.param)) + "_EP" +
+             std::to_string(std::get<2>(test.param));
     });
 
 TEST(ExpertParallelFaults, DeadRankFailsThePeerWithinTheTimeout) {
@@ -232,6 +235,38 @@ TEST(Communicator, LocalBackendAndUnavailableBackendsSayWhy) {
       EXPECT_NE(std::string(e.what()).find("moe was built without CUDA support"), std::string::npos);
     }
   }
+}
+
+// The nccl backend at world size 1 on a GPU (a TCP store on loopback, NCCL's own communicator).
+TEST(NcclCommunicator, WorldSizeOneCollectives_CUDA) {
+  if (!MOE_WITH_NCCL) GTEST_SKIP() << "moe was built without the CUDA tier (the nccl backend needs it)";
+  if (!at::hasCUDA()) GTEST_SKIP() << "no GPU visible";
+  moe::DistributedEnv env;
+  env.master_port = moe::find_free_port();
+  moe::CommunicatorOptions o;
+  o.backend = "nccl";
+  o.timeout_s = 60;
+  auto comm = moe::make_communicator(o, env);
+  EXPECT_EQ(comm->backend(), "nccl");
+  const auto cuda = at::TensorOptions().device(at::kCUDA);
+  for (auto dtype : {at::kFloat, at::kBFloat16, at::kHalf}) {
+    auto x = at::randn({7, 5}, cuda.dtype(dtype));
+    auto y = at::full_like(x, std::nan(""));
+    comm->all_to_all_single(y, x, {7}, {7});
+    EXPECT_TRUE(y.equal(x)) << dtype;
+  }
+  auto empty = at::empty({0, 5}, cuda), empty_out = at::empty({0, 5}, cuda);
+  comm->all_to_all_single(empty_out, empty, {0}, {0});
+  auto t = at::arange(4, cuda.dtype(at::kFloat));
+  comm->all_reduce(t, moe::ReduceOp::kSum);
+  EXPECT_TRUE(t.cpu().equal(at::arange(4, at::kFloat)));
+  auto g = comm->all_gather(t);
+  EXPECT_EQ(g.sizes(), (std::vector<int64_t>{1, 4}));
+  comm->broadcast(t, 0);
+  comm->barrier();
+  auto w = t.clone();
+  comm->all_reduce_async(w)->wait();
+  EXPECT_TRUE(w.equal(t));
 }
 
 }  // namespace

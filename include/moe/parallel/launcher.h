@@ -1,8 +1,9 @@
 // Starting the processes of a multi-process run on one machine (what moe-launch does, and what the
 // multi-process tests use): N copies of a command, each with RANK, WORLD_SIZE, LOCAL_RANK,
-// LOCAL_WORLD_SIZE, MASTER_ADDR and MASTER_PORT set (torchrun's conventions). When one process fails
-// the others are stopped (SIGTERM, then SIGKILL after a grace period), so a crash never leaves the
-// rest waiting forever; an overall timeout stops all of them. No LibTorch here.
+// LOCAL_WORLD_SIZE, MASTER_ADDR and MASTER_PORT set (torchrun's conventions). Each runs in a process
+// group of its own. When one process fails the others are stopped (SIGTERM to the group, then
+// SIGKILL after a grace period), so a crash never leaves the rest waiting forever; an overall
+// timeout, or SIGINT/SIGTERM to the launcher, stops all of them. No LibTorch here.
 #pragma once
 
 #include <string>
@@ -24,7 +25,8 @@ struct LaunchOptions {
 
 struct LaunchResult {
   /// 0 when every process exited 0; else the first failure's exit code (128 + signal when killed
-  /// by a signal, 124 when the timeout stopped the run).
+  /// by a signal, 124 when the timeout stopped the run, 128 + signal when the launcher was
+  /// interrupted).
   int exit_code = 0;
   bool timed_out = false;
   int first_failed_rank = -1;

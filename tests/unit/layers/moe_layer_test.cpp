@@ -200,7 +200,8 @@ TEST(MoELayerOptionsTest, InvalidOptionsNameTheField) {
               o.experts.first_expert = 2;
               MoELayer{o};
             }),
-            "MoELayerOptions.experts.first_expert must be 0 on one process, got 2");
+            "MoELayerOptions.experts.first_expert/num_local_experts must be 0/-1 (got 2/-1): set "
+            "MoELayerOptions.expert_group to shard the experts");
   EXPECT_EQ(error_of([] {
               MoELayerOptions o(8, 4, 16, 2);
               o.router = "bogus";
