@@ -2,6 +2,9 @@
 #include "moe/parallel/grad_sync.h"
 
 #include <ATen/ATen.h>
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/utils/lambda_post_hook.h>
+#include <torch/csrc/autograd/variable.h>
 
 #include <cmath>
 #include <memory>
@@ -54,32 +57,71 @@ GradientSynchronizer::GradientSynchronizer(const std::vector<std::pair<std::stri
   }
   for (auto& b : open)
     if (!b.params.empty()) buckets_.push_back(std::move(b));
+  // The accumulators are kept alive here: a variable holds its accumulator weakly, and a new one
+  // (without our hook) would replace it.
+  for (size_t i = 0; i < buckets_.size(); ++i) {
+    for (auto& p : buckets_[i].params) {
+      auto accumulator = torch::autograd::impl::grad_accumulator(p);
+      const auto key = accumulator->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(
+          [this, i](const torch::autograd::variable_list& outputs, const torch::autograd::variable_list&) {
+            on_accumulated(i);
+            return outputs;
+          }));
+      hooks_.emplace_back(std::static_pointer_cast<void>(accumulator), key);
+    }
+  }
+}
+
+GradientSynchronizer::~GradientSynchronizer() {
+  for (auto& [accumulator, key] : hooks_) static_cast<torch::autograd::Node*>(accumulator.get())->del_post_hook(key);
+}
+
+void GradientSynchronizer::arm() {
+  armed_ = true;
+  next_to_start_ = 0;
+  started_early_ = 0;
+  for (auto& b : buckets_) {
+    b.pending = static_cast<int64_t>(b.params.size());
+    b.started = false;
+  }
+}
+
+void GradientSynchronizer::on_accumulated(size_t bucket) {
+  if (!armed_) return;
+  if (--buckets_[bucket].pending > 0) return;
+  // Start every complete bucket at the front of the order.
+  while (next_to_start_ < buckets_.size() && buckets_[next_to_start_].pending <= 0) {
+    start(next_to_start_++);
+    ++started_early_;
+  }
+}
+
+void GradientSynchronizer::start(size_t i) {
+  auto& b = buckets_[i];
+  b.started = true;
+  auto& group = b.expert ? groups_.expert_data : groups_.world;
+  if (!group || group->size() == 1) return;
+  std::vector<at::Tensor> pieces;
+  for (auto& p : b.params) {
+    auto g = p.grad();
+    pieces.push_back(g.defined() ? g.detach().reshape({-1}) : at::zeros({p.numel()}, p.options()));
+  }
+  b.flat = at::cat(pieces);
+  b.work = group->all_reduce_async(b.flat);
 }
 
 void GradientSynchronizer::synchronize() {
-  std::vector<at::Tensor> flats;
-  std::vector<std::unique_ptr<CommWork>> works;
+  armed_ = false;
+  for (size_t i = 0; i < buckets_.size(); ++i)
+    if (!buckets_[i].started) start(i);
   for (auto& b : buckets_) {
-    auto& group = b.expert ? groups_.expert_data : groups_.world;
-    if (!group || group->size() == 1) {
-      flats.emplace_back();
-      works.emplace_back();
-      continue;
-    }
-    std::vector<at::Tensor> pieces;
-    for (auto& p : b.params) {
-      auto g = p.grad();
-      pieces.push_back(g.defined() ? g.reshape({-1}) : at::zeros({p.numel()}, p.options()));
-    }
-    flats.push_back(at::cat(pieces));
-    works.push_back(group->all_reduce_async(flats.back()));
-  }
-  for (size_t i = 0; i < buckets_.size(); ++i) {
-    if (!works[i]) continue;
-    works[i]->wait();
+    b.started = false;
+    if (!b.work) continue;
+    b.work->wait();
+    b.work.reset();
     int64_t offset = 0;
-    for (auto& p : buckets_[i].params) {
-      auto part = flats[i].narrow(0, offset, p.numel()).view(p.sizes());
+    for (auto& p : b.params) {
+      auto part = b.flat.narrow(0, offset, p.numel()).view(p.sizes());
       offset += p.numel();
       if (p.grad().defined()) {
         p.mutable_grad().copy_(part);
@@ -87,6 +129,7 @@ void GradientSynchronizer::synchronize() {
         p.mutable_grad() = part.clone();
       }
     }
+    b.flat = at::Tensor();
   }
 }
 

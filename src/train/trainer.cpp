@@ -556,7 +556,12 @@ StepRecord Trainer::train_step() {
   StepRecord rec;
   rec.tokens = total_tokens;
   double loss_sum = 0, nll_sum = 0, aux = 0, consistency = 0;
-  for (const auto& b : batches) {
+  for (size_t bi = 0; bi < batches.size(); ++bi) {
+    const auto& b = batches[bi];
+    // The update's last backward: gradient buckets start their all-reduce as they become final.
+    const auto arm_if_last = [&] {
+      if (s.sync && bi + 1 == batches.size()) s.sync->arm();
+    };
     const auto src = b.source.to(s.device), tin = b.target_input.to(s.device), tout = b.target_output.to(s.device);
     const double share = static_cast<double>(b.num_target_tokens) / static_cast<double>(total_tokens);
     const auto direction = direction_name(data_.directions[static_cast<size_t>(b.direction[0].item<int64_t>())]);
@@ -587,6 +592,7 @@ StepRecord Trainer::train_step() {
       ConsistencyStepOptions co;
       co.alpha = config_.model.moe.thor_alpha;
       auto r = consistency_training_step(run_pass, tout.eq(pad), total_tokens, co);
+      arm_if_last();
       r.loss.backward();
       loss_sum += (r.task_loss_a + r.task_loss_b).item<double>() / 2.0;
       consistency += r.consistency.item<double>();
@@ -594,6 +600,7 @@ StepRecord Trainer::train_step() {
       auto out = forward();
       auto ls = label_smoothed_cross_entropy(out.logits, tout, t.label_smoothing, pad);
       auto loss = ls.loss / static_cast<double>(total_tokens) + out.aux_loss * share;
+      arm_if_last();
       loss.backward();
       loss_sum += ls.loss.item<double>();
       nll_sum += ls.nll.item<double>();

@@ -88,6 +88,19 @@ INSTANTIATE_TEST_SUITE_P(
              std::to_string(std::get<2>(test.param));
     });
 
+// Bucketed gradient sums equal per-parameter all-reduces (over the world for replicated
+// parameters, over the expert-data group for experts), buckets start during backward, and the
+// norm counts every expert once; a rank without tokens included.
+TEST(GradientSynchronizer, BucketsEqualPerParameterSumsAndStartDuringBackward) {
+  skip_without_gloo();
+  for (const auto& [world, ep] : {std::make_pair(2, 2), std::make_pair(4, 2)}) {
+    auto dir = scratch("grads-" + std::to_string(world) + "-" + std::to_string(ep));
+    auto run = run_worker(world, {"grads", std::to_string(ep)}, dir);
+    ASSERT_EQ(run.result.exit_code, 0) << run.all();
+    for (const auto& r : run.reports) EXPECT_NE(r.find("\nOK"), std::string::npos) << run.all();
+  }
+}
+
 TEST(ExpertParallelFaults, DeadRankFailsThePeerWithinTheTimeout) {
   skip_without_gloo();
   auto run = run_worker(2, {"dead", "exit"}, scratch("dead-exit"), 60);

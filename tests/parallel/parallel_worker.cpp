@@ -2,6 +2,7 @@
 // launch_local, Gloo on loopback). One scenario per run:
 //   layer <router> <ep_size> <outdir>   the expert-parallel layer against the single-process layer
 //                                       (ep_size < W: expert gradients reduced over expert-data groups)
+//   grads <ep_size> <outdir>            bucketed gradient sums (started during backward) and the norm
 //   dead <exit|hang> <outdir>           rank 1 dies or hangs; rank 0 must fail with a clear error
 //   mismatch <outdir>                   rank 1 starts with another config; every rank must refuse
 //   reshard <save|load> <ep_size> <dir> a model saved with one expert-parallel size, loaded with another
@@ -24,6 +25,7 @@
 #include "moe/layers/stratified_moe_block.h"
 #include "moe/models/transformer.h"
 #include "moe/parallel/communicator.h"
+#include "moe/parallel/grad_sync.h"
 #include "moe/parallel/process_groups.h"
 #include "moe/parallel/rendezvous.h"
 #include "moe/train/sharded_state.h"
@@ -145,6 +147,54 @@ int scenario_layer(const std::string& router, int P, Report& report) {
   return ok ? 0 : 1;
 }
 
+int scenario_grads(int P, Report& report) {
+  auto world = world_from_env();
+  const int r = world->rank();
+  auto groups = make_parallel_groups(world, P);
+  torch::manual_seed(3);
+  auto layer = make_block("topk", 8, 8, groups.expert);
+  std::vector<std::pair<std::string, at::Tensor>> named;
+  for (auto& p : layer->named_parameters()) named.emplace_back(p.key(), p.value());
+  GradientSynchronizer sync(named, groups, /*bucket_mb=*/0.0005);  // ~500 bytes: many buckets
+  double worst = 0;
+  for (int update = 0; update < 2; ++update) {
+    layer->zero_grad();
+    // Two micro-batches; the second backward is the armed one.
+    for (int micro = 0; micro < 2; ++micro) {
+      auto gen = at::make_generator<at::CPUGeneratorImpl>(10 * update + micro + 100 * r);
+      auto x = at::randn({tokens_of(r), 8}, gen, at::kFloat);
+      auto out = layer->forward(x);
+      if (micro == 1) sync.arm();
+      ((out.output * out.output).sum() + out.stats.total_aux_loss()).backward();
+    }
+    // The expected sums, parameter by parameter: local copies now, summed after synchronize() (whose
+    // buckets may already be in flight: collectives must keep one order on every rank).
+    std::vector<at::Tensor> expected;
+    for (auto& [name, p] : named) expected.push_back(p.grad().defined() ? p.grad().clone() : at::zeros_like(p));
+    sync.synchronize();
+    double dense_sq = 0, expert_sq = 0;
+    for (size_t i = 0; i < named.size(); ++i) {
+      const bool expert = expert_id_of(named[i].first) >= 0;
+      (expert ? *groups.expert_data : *world).all_reduce(expected[i]);
+      (expert ? expert_sq : dense_sq) += expected[i].to(at::kDouble).pow(2).sum().item<double>();
+    }
+    for (size_t i = 0; i < named.size(); ++i) {
+      const auto& p = named[i].second;  // undefined: no gradient anywhere in its group (counts as 0)
+      worst = std::max(worst, max_diff(p.grad().defined() ? p.grad() : at::zeros_like(p), expected[i]));
+    }
+    auto e = at::tensor({expert_sq}, at::kDouble);
+    groups.expert->all_reduce(e);
+    const double norm = std::sqrt(dense_sq + e.item<double>());
+    worst = std::max(worst, std::abs(sync.global_norm() - norm) / std::max(1.0, norm));
+    report.text << "update " << update << ": " << sync.num_buckets() << " buckets, " << sync.started_during_backward()
+                << " started during backward; norm " << norm << "\n";
+  }
+  report.text << "worst diff " << worst << "\n";
+  const bool ok = worst <= 1e-6 && sync.started_during_backward() > 0;
+  report.text << (ok ? "OK" : "FAIL") << "\n";
+  return ok ? 0 : 1;
+}
+
 int scenario_dead(const std::string& mode, Report& report) {
   auto world = world_from_env(/*timeout_s=*/3);
   const int r = world->rank();
@@ -251,6 +301,7 @@ int main(int argc, char** argv) {
     report.dir = a.back();
     int code = 1;
     if (a[0] == "layer" && a.size() == 4) code = scenario_layer(a[1], std::stoi(a[2]), report);
+    else if (a[0] == "grads" && a.size() == 3) code = scenario_grads(std::stoi(a[1]), report);
     else if (a[0] == "dead" && a.size() == 3) code = scenario_dead(a[1], report);
     else if (a[0] == "mismatch" && a.size() == 2) code = scenario_mismatch(report);
     else if (a[0] == "reshard" && a.size() == 4) code = scenario_reshard(a[1], std::stoi(a[2]), a[3], report);

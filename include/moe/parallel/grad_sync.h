@@ -4,14 +4,20 @@
 //   expert parameters: summed over groups.expert_data (the ranks holding the same experts). The
 //   expert-parallel exchange has already added every rank's tokens into them.
 // Sums, not means: the trainer divides its loss by the target tokens of the whole update over all
-// ranks (fairseq's sample_size), so the sum is the gradient of the global loss. Buckets are filled in
-// reverse registration order (roughly the order backward produces gradients), flattened, and all
-// launched before the first wait, so their transfers overlap one another; they start after backward
-// (LibTorch's C++ API has no post-accumulation gradient hook to start them during it).
+// ranks (fairseq's sample_size), so the sum is the gradient of the global loss.
+//
+// Overlap with backward (as PyTorch DDP's reducer does it): buckets are filled in reverse
+// registration order (roughly the order backward produces gradients); a post-hook on each
+// parameter's gradient accumulator counts the bucket down during the last backward of an update
+// (arm() first), and a complete bucket is flattened and its all-reduce started while backward goes on.
+// Buckets start strictly in order (a bucket waits for the ones before it), so every rank issues the
+// collectives in the same order even when a parameter receives no gradient on some rank (an expert
+// with no tokens there); synchronize() starts whatever is left and waits for everything.
 #pragma once
 
 #include <ATen/core/Tensor.h>
 
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -25,9 +31,17 @@ class GradientSynchronizer {
   /// named_parameters: the model's (name, parameter) pairs; bucket_mb > 0.
   GradientSynchronizer(const std::vector<std::pair<std::string, at::Tensor>>& named_parameters, ParallelGroups groups,
                        double bucket_mb);
+  ~GradientSynchronizer();
+  GradientSynchronizer(const GradientSynchronizer&) = delete;
+  GradientSynchronizer& operator=(const GradientSynchronizer&) = delete;
 
-  /// Sums the gradients as described above (undefined gradients count as zeros).
+  /// Call before the update's last backward: buckets then start as soon as their gradients are final.
+  void arm();
+  /// Sums the gradients as described above (undefined gradients count as zeros): starts the buckets
+  /// not started during backward, waits for all, and writes the sums back.
   void synchronize();
+  /// Buckets whose all-reduce started during the last backward (for tests and reports).
+  int64_t started_during_backward() const { return started_early_; }
   /// L2 norm of all gradients of the model: replicated parameters once, each expert once.
   double global_norm() const;
   /// Scales every gradient by min(1, max_norm / (norm + 1e-6)) (torch.nn.utils.clip_grad_norm_);
@@ -41,8 +55,18 @@ class GradientSynchronizer {
     std::vector<at::Tensor> params;
     bool expert = false;
     int64_t numel = 0;
+    int64_t pending = 0;         ///< parameters not yet accumulated in this backward
+    at::Tensor flat;             ///< the bucket's gradients, flattened, while in flight
+    std::unique_ptr<CommWork> work;
+    bool started = false;
   };
+  void on_accumulated(size_t bucket);
+  void start(size_t bucket);
   std::vector<Bucket> buckets_;
+  size_t next_to_start_ = 0;
+  bool armed_ = false;
+  int64_t started_early_ = 0;
+  std::vector<std::pair<std::shared_ptr<void>, uintptr_t>> hooks_;  ///< (accumulator, hook key)
   std::vector<at::Tensor> dense_, experts_;
   ParallelGroups groups_;
 };
