@@ -1,7 +1,10 @@
 // Expert parallelism on CPU processes over Gloo (loopback): all-to-all-v throughput and the
 // MoE-layer forward+backward step time against the world size (1, 2, 4), with the single-process
-// layer on the same per-rank tokens as the reference in the same run.
+// layer on the same per-rank tokens as the reference in the same run. With --backend nccl (a CUDA
+// build on a GPU machine): the NCCL all-to-all-v at world size 1 against a device-to-device copy of
+// the same bytes (the MoE layer on CUDA needs the CUDA tier's dispatch/combine, issue 5).
 //   build/bin/bench_expert_parallel [--tokens 2048] [--d 256] [--hidden 512] [--experts 8] [--reps 5]
+//   build/bin/bench_expert_parallel --backend nccl --tokens 16384 --d 4096
 // Run without RANK in the environment it starts itself on 1, 2 and 4 processes (launch_local) and
 // prints the table; each rank run writes its medians to a file the parent reads.
 #include <ATen/ATen.h>
@@ -43,8 +46,35 @@ double time_ms(int reps, F&& f) {
 struct Args {
   int64_t tokens = 2048, d = 256, hidden = 512, experts = 8;
   int reps = 5;
-  std::string out;
+  std::string out, backend = "gloo";
 };
+
+// NCCL at world size 1 (one process, a TCP store on loopback): the all-to-all-v of 2·T rows of d
+// bf16 values against a plain device copy of the same bytes, both timed with the stream synchronised.
+int nccl_main(const Args& a) {
+  if (!at::hasCUDA()) {
+    std::fprintf(stderr, "bench_expert_parallel: --backend nccl needs a GPU\n");
+    return 1;
+  }
+  moe::CommunicatorOptions co;
+  co.backend = "nccl";
+  moe::DistributedEnv env;
+  env.master_port = moe::find_free_port();
+  auto comm = moe::make_communicator(co, env);
+  const auto cuda = at::TensorOptions().device(at::kCUDA).dtype(at::kBFloat16);
+  auto in = at::randn({2 * a.tokens, a.d}, cuda), out = at::empty_like(in), copy = at::empty_like(in);
+  const std::vector<int64_t> splits{2 * a.tokens};
+  const double a2a = time_ms(a.reps, [&] { comm->all_to_all_single(out, in, splits, splits); });
+  const double cp = time_ms(a.reps, [&] {
+    copy.copy_(in);
+    comm->barrier();  // waits for the stream, like the collective does
+  });
+  const double gb = 2.0 * static_cast<double>(in.numel()) * 2.0 / 1e9;  // read + write
+  std::printf("| backend | rows | d | all-to-all-v ms | GB/s (read+write) | device copy ms | a2a / copy |\n"
+              "|---|---:|---:|---:|---:|---:|---:|\n| nccl, 1 rank | %lld | %lld | %.3f | %.1f | %.3f | %.2f |\n",
+              static_cast<long long>(2 * a.tokens), static_cast<long long>(a.d), a2a, gb / (a2a / 1e3), cp, a2a / cp);
+  return 0;
+}
 
 // One rank: times the exchange of T·2 rows (top-2) spread evenly, and the layer step.
 int rank_main(const Args& a) {
@@ -100,8 +130,11 @@ int main(int argc, char** argv) {
   app.add_option("--experts", a.experts, "experts (divisible by 4)");
   app.add_option("--reps", a.reps, "timed repetitions (median)");
   app.add_option("--out", a.out, "internal: where a rank run writes its result");
+  app.add_option("--backend", a.backend, "gloo (CPU processes, 1/2/4 ranks) or nccl (one GPU, world size 1)")
+      ->check(CLI::IsMember({"gloo", "nccl"}));
   CLI11_PARSE(app, argc, argv);
   try {
+    if (a.backend == "nccl") return nccl_main(a);
     if (std::getenv("RANK") != nullptr) return rank_main(a);
     std::printf("expert parallelism over Gloo on loopback, CPU, 1 thread per rank: T=%lld tokens/rank, d=%lld, "
                 "h=%lld, E=%lld, top-2, fp32, median of %d\n\n",
