@@ -42,7 +42,10 @@ class NcclComm {
   void wait(cudaStream_t stream);
 
  private:
+  /// Reads NCCL's message, aborts the communicator and throws.
   void check(ncclResult_t result, const char* what);
+  void check_usable(const char* what) const;
+  void abort();
   ncclComm_t comm_ = nullptr;
   int rank_ = 0, size_ = 1;
   std::chrono::milliseconds timeout_;

@@ -67,7 +67,9 @@ at::Tensor run_experts(ExpertBankImpl& bank, const at::Tensor& packed, const at:
     auto expert_major = received.index_select(0, perm.to(device));
     out = bank.forward(expert_major, at::tensor(rows_per_local, at::kLong)).index_select(0, inverse.to(device));
   }
-  return all_to_all_rows(out, send_splits, recv_splits, group, anchor);  // back in packed order
+  // Every rank sends back rows of the same dtype (under autocast the experts may return another one,
+  // and a rank without rows returns what it received).
+  return all_to_all_rows(out.to(packed.scalar_type()), send_splits, recv_splits, group, anchor);  // packed order
 }
 
 }  // namespace moe

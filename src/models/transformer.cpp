@@ -381,19 +381,29 @@ ParameterCount TransformerModelImpl::count_parameters(const std::map<std::string
                                                                         : static_cast<double>(m.top_k);
   double active = static_cast<double>(c.total);
   auto account = [&](const torch::nn::Module& slot, const std::string& name) {
-    int64_t expert_params = 0, num_experts = 0;
+    int64_t expert_params = 0, num_experts = 0, held = 0;
     for (const auto& item : slot.named_parameters(/*recurse=*/true)) {
       if (item.key().rfind("experts.", 0) == 0) expert_params += item.value().numel();
     }
-    if (const auto* l = dynamic_cast<const MoELayerImpl*>(&slot)) num_experts = l->options.num_experts;
-    if (const auto* b = dynamic_cast<const StratifiedMoEBlockImpl*>(&slot)) num_experts = b->options.num_experts();
+    if (const auto* l = dynamic_cast<const MoELayerImpl*>(&slot)) {
+      num_experts = l->options.num_experts;
+      held = l->experts->options.num_local_experts;
+    }
+    if (const auto* b = dynamic_cast<const StratifiedMoEBlockImpl*>(&slot)) {
+      num_experts = b->options.num_experts();
+      held = b->experts->options.num_local_experts;
+    }
     if (num_experts == 0) return;
-    c.expert += expert_params;
+    // Under expert parallelism this process holds `held` of the layer's experts; count the layer.
+    const double per_expert = static_cast<double>(expert_params) / static_cast<double>(held);
+    const auto elsewhere = static_cast<int64_t>(std::llround(per_expert * static_cast<double>(num_experts - held)));
+    c.total += elsewhere;
+    c.expert += expert_params + elsewhere;
+    active += static_cast<double>(elsewhere);
     auto it = experts_per_token.find(name);
     double k = it != experts_per_token.end() ? it->second : nominal;
     if (k < 0) k = 2.0;  // unmeasured SMoE/XMoE: counted as top-2 (document it by passing measurements)
-    const double per_expert = static_cast<double>(expert_params) / static_cast<double>(num_experts);
-    active -= static_cast<double>(expert_params) - k * per_expert;
+    active -= static_cast<double>(expert_params + elsewhere) - k * per_expert;
   };
   for (const auto& layer : *encoder_layers) {
     auto l = layer->as<TransformerEncoderLayer>();

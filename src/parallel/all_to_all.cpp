@@ -57,7 +57,8 @@ at::Tensor all_to_all_rows(const at::Tensor& input, const std::vector<int64_t>& 
                            const std::vector<int64_t>& input_splits, const std::shared_ptr<Communicator>& comm,
                            const at::Tensor& anchor) {
   MOE_CHECK(comm != nullptr, "all_to_all_rows: the communicator is null");
-  MOE_CHECK(input.defined() && input.dim() >= 1, "all_to_all_rows: input must have rank >= 1");
+  MOE_CHECK(input.defined() && input.dim() >= 1, "all_to_all_rows: input must have rank >= 1 (rows first), got ",
+            input.defined() ? std::to_string(input.dim()) : std::string("an undefined tensor"));
   MOE_CHECK(!anchor.defined() || anchor.dim() == 0, "all_to_all_rows: anchor must be 0-dim, got ", anchor.sizes());
   return AllToAllRows::apply(input, anchor.defined() ? anchor : at::zeros({}, input.options()), output_splits,
                              input_splits, comm);

@@ -77,7 +77,9 @@ GradientSynchronizer::~GradientSynchronizer() {
 }
 
 void GradientSynchronizer::arm() {
-  armed_ = true;
+  const bool overlap = (!groups_.world || groups_.world->supports_overlap()) &&
+                       (!groups_.expert_data || groups_.expert_data->supports_overlap());
+  armed_ = overlap;
   next_to_start_ = 0;
   started_early_ = 0;
   for (auto& b : buckets_) {
@@ -101,11 +103,16 @@ void GradientSynchronizer::start(size_t i) {
   b.started = true;
   auto& group = b.expert ? groups_.expert_data : groups_.world;
   if (!group || group->size() == 1) return;
+  // Gradients, then one flag per parameter (1 where this rank has a gradient): a parameter that no
+  // rank of the group touched keeps no gradient, so the optimizer skips it as one process would.
   std::vector<at::Tensor> pieces;
+  std::vector<double> flags;
   for (auto& p : b.params) {
     auto g = p.grad();
     pieces.push_back(g.defined() ? g.detach().reshape({-1}) : at::zeros({p.numel()}, p.options()));
+    flags.push_back(g.defined() ? 1.0 : 0.0);
   }
+  pieces.push_back(at::tensor(flags, at::TensorOptions().dtype(at::kDouble)).to(b.params.front().options()));
   b.flat = at::cat(pieces);
   b.work = group->all_reduce_async(b.flat);
 }
@@ -120,9 +127,14 @@ void GradientSynchronizer::synchronize() {
     b.work->wait();
     b.work.reset();
     int64_t offset = 0;
-    for (auto& p : b.params) {
+    const auto flags =
+        b.flat.narrow(0, b.numel, static_cast<int64_t>(b.params.size())).to(at::kDouble).cpu().contiguous();
+    const double* has_grad = flags.data_ptr<double>();
+    for (size_t j = 0; j < b.params.size(); ++j) {
+      auto& p = b.params[j];
       auto part = b.flat.narrow(0, offset, p.numel()).view(p.sizes());
       offset += p.numel();
+      if (has_grad[j] == 0.0) continue;  // no rank of the group has a gradient for it
       if (p.grad().defined()) {
         p.mutable_grad().copy_(part);
       } else {

@@ -12,10 +12,13 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <sstream>
 #include <thread>
 
 #include "moe/core/error.h"
+
+extern char** environ;
 
 namespace moe {
 namespace {
@@ -53,31 +56,31 @@ LaunchResult launch_local(const std::vector<std::string>& command, const LaunchO
   result.status.assign(static_cast<size_t>(o.nproc), -1);
   std::vector<bool> running(static_cast<size_t>(o.nproc), false);
 
+  // Everything the children need is built before fork: the parent may have threads (LibTorch's),
+  // and after fork only async-signal-safe calls are safe.
+  std::vector<std::vector<std::string>> envs(static_cast<size_t>(o.nproc));
   for (int r = 0; r < o.nproc; ++r) {
-    const pid_t pid = ::fork();
-    MOE_CHECK(pid >= 0, "launch_local: fork failed for rank ", r, ": ", std::strerror(errno));
-    if (pid == 0) {
-      ::setpgid(0, 0);  // its own process group: stopping a rank stops whatever it started too
-      ::setenv("RANK", std::to_string(r).c_str(), 1);
-      ::setenv("LOCAL_RANK", std::to_string(r).c_str(), 1);
-      ::setenv("WORLD_SIZE", std::to_string(o.nproc).c_str(), 1);
-      ::setenv("LOCAL_WORLD_SIZE", std::to_string(o.nproc).c_str(), 1);
-      ::setenv("MASTER_ADDR", o.master_addr.c_str(), 1);
-      ::setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
-      for (const auto& [k, v] : o.env) ::setenv(k.c_str(), v.c_str(), 1);
-      if (static_cast<size_t>(r) < o.rank_env.size())
-        for (const auto& [k, v] : o.rank_env[static_cast<size_t>(r)]) ::setenv(k.c_str(), v.c_str(), 1);
-      std::vector<char*> argv;
-      for (const auto& a : command) argv.push_back(const_cast<char*>(a.c_str()));
-      argv.push_back(nullptr);
-      ::execvp(argv[0], argv.data());
-      std::fprintf(stderr, "moe-launch: cannot run %s: %s\n", argv[0], std::strerror(errno));
-      ::_exit(127);
+    std::map<std::string, std::string> vars;
+    for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+      const std::string kv(*e);
+      const auto eq = kv.find('=');
+      if (eq != std::string::npos) vars[kv.substr(0, eq)] = kv.substr(eq + 1);
     }
-    ::setpgid(pid, pid);  // also here, so the group exists before any signal is sent
-    pids[static_cast<size_t>(r)] = pid;
-    running[static_cast<size_t>(r)] = true;
+    vars["RANK"] = std::to_string(r);
+    vars["LOCAL_RANK"] = std::to_string(r);
+    vars["WORLD_SIZE"] = std::to_string(o.nproc);
+    vars["LOCAL_WORLD_SIZE"] = std::to_string(o.nproc);
+    vars["MASTER_ADDR"] = o.master_addr;
+    vars["MASTER_PORT"] = std::to_string(port);
+    for (const auto& [k, v] : o.env) vars[k] = v;
+    if (static_cast<size_t>(r) < o.rank_env.size())
+      for (const auto& [k, v] : o.rank_env[static_cast<size_t>(r)]) vars[k] = v;
+    for (const auto& [k, v] : vars) envs[static_cast<size_t>(r)].push_back(k + "=" + v);
   }
+  std::vector<char*> argv;
+  for (const auto& a : command) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  const std::string cannot_run = "moe-launch: cannot run " + command[0] + "\n";
 
   g_interrupted = 0;
   struct sigaction action {}, old_int{}, old_term{};
@@ -85,6 +88,36 @@ LaunchResult launch_local(const std::vector<std::string>& command, const LaunchO
   sigemptyset(&action.sa_mask);
   ::sigaction(SIGINT, &action, &old_int);
   ::sigaction(SIGTERM, &action, &old_term);
+
+  for (int r = 0; r < o.nproc; ++r) {
+    std::vector<char*> envp;
+    for (auto& kv : envs[static_cast<size_t>(r)]) envp.push_back(kv.data());
+    envp.push_back(nullptr);
+    const pid_t pid = ::fork();
+    if (pid < 0) {
+      const int err = errno;
+      for (int q = 0; q < r; ++q) {
+        ::kill(-pids[static_cast<size_t>(q)], SIGKILL);
+        ::waitpid(pids[static_cast<size_t>(q)], nullptr, 0);
+      }
+      ::sigaction(SIGINT, &old_int, nullptr);
+      ::sigaction(SIGTERM, &old_term, nullptr);
+      MOE_THROW("launch_local: fork failed for rank ", r, " of ", o.nproc, ": ", std::strerror(err));
+    }
+    if (pid == 0) {
+      ::setpgid(0, 0);  // its own process group: stopping a rank stops whatever it started too
+      ::signal(SIGINT, SIG_DFL);
+      ::signal(SIGTERM, SIG_DFL);
+      ::execvpe(argv[0], argv.data(), envp.data());
+      const ssize_t ignored = ::write(STDERR_FILENO, cannot_run.data(), cannot_run.size());
+      (void)ignored;
+      ::_exit(127);
+    }
+    ::setpgid(pid, pid);  // also here, so the group exists before any signal is sent
+    pids[static_cast<size_t>(r)] = pid;
+    running[static_cast<size_t>(r)] = true;
+  }
+
   using clock = std::chrono::steady_clock;
   const auto start = clock::now();
   int alive = o.nproc;

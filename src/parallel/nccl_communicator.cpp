@@ -63,6 +63,7 @@ class NcclCommunicator : public Communicator {
     name_ = std::move(name);
     timeout_ = timeout;
     MOE_CHECK(at::hasCUDA(), "nccl communicator '", name_, "': no CUDA device is visible");
+    device_ = c10::cuda::current_device();
     guard("creating the communicator", [&] {
       const std::string key = name_ + "/nccl_unique_id";
       if (rank_ == 0) {
@@ -78,51 +79,58 @@ class NcclCommunicator : public Communicator {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
 
+  // CPU tensors (counts, pass agreement, loss sums, generator states) are staged through the
+  // current device: NCCL only moves device memory.
   void all_to_all_single(at::Tensor& output, const at::Tensor& input, const std::vector<int64_t>& output_splits,
                          const std::vector<int64_t>& input_splits) override {
     check_all_to_all(output, input, output_splits, input_splits, size_, "nccl communicator '" + name_ + "'");
-    check_cuda(input, "all_to_all_single");
-    const int64_t row = input.dim() > 1 ? input.numel() / std::max<int64_t>(1, input.size(0)) : 1;
-    const int64_t row_elems = input.size(0) > 0 ? row : (output.size(0) > 0 ? output.numel() / output.size(0) : 1);
-    run("all_to_all_single", input, [&](cudaStream_t s) {
-      comm_->all_to_all_v(input.data_ptr(), input_splits, output.data_ptr(), output_splits, row_elems,
-                          nccl_type(input.scalar_type()), s);
+    auto in = staged(input), out = staged(output);
+    const int64_t rows = std::max(in.size(0), out.size(0));
+    const int64_t row_elems = rows > 0 ? (in.size(0) > 0 ? in.numel() / in.size(0) : out.numel() / out.size(0)) : 1;
+    run("all_to_all_single", in, [&](cudaStream_t st) {
+      comm_->all_to_all_v(in.data_ptr(), input_splits, out.data_ptr(), output_splits, row_elems,
+                          nccl_type(in.scalar_type()), st);
     });
+    if (!output.is_cuda()) output.copy_(out);
   }
   void all_reduce(at::Tensor& tensor, ReduceOp op) override {
-    check_cuda(tensor, "all_reduce");
-    run("all_reduce", tensor, [&](cudaStream_t s) {
-      comm_->all_reduce(tensor.data_ptr(), static_cast<size_t>(tensor.numel()), nccl_type(tensor.scalar_type()),
-                        nccl_op(op), s);
+    MOE_CHECK(tensor.is_contiguous(), "nccl communicator '", name_, "': all_reduce needs a contiguous tensor");
+    auto t = staged(tensor);
+    run("all_reduce", t, [&](cudaStream_t st) {
+      comm_->all_reduce(t.data_ptr(), static_cast<size_t>(t.numel()), nccl_type(t.scalar_type()), nccl_op(op), st);
     });
+    if (!tensor.is_cuda()) tensor.copy_(t);
   }
+  /// Blocking (enqueued and waited for): GradientSynchronizer therefore starts no bucket during
+  /// backward on this backend (see supports_overlap()).
   std::unique_ptr<CommWork> all_reduce_async(at::Tensor& tensor) override {
-    all_reduce(tensor, ReduceOp::kSum);  // enqueued and waited for: NCCL's own stream ordering does the rest
+    all_reduce(tensor, ReduceOp::kSum);
     return std::make_unique<NcclWork>([] {});
   }
+  bool supports_overlap() const override { return false; }
   at::Tensor all_gather(const at::Tensor& input_) override {
-    auto input = input_.contiguous();
-    check_cuda(input, "all_gather");
+    auto input = staged(input_.contiguous());
     std::vector<int64_t> shape{size_};
     shape.insert(shape.end(), input.sizes().begin(), input.sizes().end());
     auto out = at::empty(shape, input.options());
-    run("all_gather", input, [&](cudaStream_t s) {
+    run("all_gather", input, [&](cudaStream_t st) {
       comm_->all_gather(input.data_ptr(), out.data_ptr(), static_cast<size_t>(input.numel()),
-                        nccl_type(input.scalar_type()), s);
+                        nccl_type(input.scalar_type()), st);
     });
-    return out;
+    return input_.is_cuda() ? out : out.to(input_.device());
   }
   void broadcast(at::Tensor& tensor, int root) override {
-    check_cuda(tensor, "broadcast");
     MOE_CHECK(root >= 0 && root < size_, "nccl communicator '", name_, "': broadcast root must be in [0, ", size_,
               "), got ", root);
-    run("broadcast", tensor, [&](cudaStream_t s) {
-      comm_->broadcast(tensor.data_ptr(), static_cast<size_t>(tensor.numel()), nccl_type(tensor.scalar_type()), root,
-                       s);
+    MOE_CHECK(tensor.is_contiguous(), "nccl communicator '", name_, "': broadcast needs a contiguous tensor");
+    auto t = staged(tensor);
+    run("broadcast", t, [&](cudaStream_t st) {
+      comm_->broadcast(t.data_ptr(), static_cast<size_t>(t.numel()), nccl_type(t.scalar_type()), root, st);
     });
+    if (!tensor.is_cuda()) tensor.copy_(t);
   }
   void barrier() override {
-    auto t = at::zeros({1}, at::TensorOptions().device(at::kCUDA));
+    auto t = at::zeros({1}, at::TensorOptions().device(at::kCUDA, device_));
     all_reduce(t, ReduceOp::kSum);
   }
   std::shared_ptr<Communicator> subgroup(const std::vector<int>& ranks, const std::string& name) override {
@@ -135,9 +143,9 @@ class NcclCommunicator : public Communicator {
   }
 
  private:
-  void check_cuda(const at::Tensor& t, const char* op) const {
-    MOE_CHECK(t.defined() && t.is_cuda() && t.is_contiguous(), "nccl communicator '", name_, "': ", op,
-              " needs a contiguous CUDA tensor, got ", t.defined() ? t.device() : at::Device(at::kCPU));
+  at::Tensor staged(const at::Tensor& t) const {
+    MOE_CHECK(t.defined(), "nccl communicator '", name_, "': a tensor argument is undefined");
+    return t.is_cuda() ? t : t.to(at::Device(at::kCUDA, device_)).contiguous();
   }
   template <typename F>
   void guard(const char* op, F&& f) {
@@ -162,6 +170,7 @@ class NcclCommunicator : public Communicator {
   c10::intrusive_ptr<c10d::Store> store_;
   std::unique_ptr<kernels::NcclComm> comm_;
   int rank_, size_;
+  c10::DeviceIndex device_ = 0;  ///< where CPU arguments are staged
 };
 
 }  // namespace

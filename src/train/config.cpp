@@ -456,6 +456,10 @@ void RunConfig::validate() const {
   MOE_CHECK(train.threads >= 0, "train.threads must be >= 0, got ", train.threads);
   MOE_CHECK(parallel.backend == "local" || parallel.backend == "gloo" || parallel.backend == "nccl",
             "parallel.backend must be local, gloo or nccl, got '", parallel.backend, "'");
+  MOE_CHECK(parallel.backend != "gloo" || train.device == "cpu", "parallel.backend = gloo moves CPU tensors; "
+            "train.device must be cpu, got '", train.device, "' (use nccl for cuda)");
+  MOE_CHECK(parallel.backend != "nccl" || train.device.rfind("cuda", 0) == 0,
+            "parallel.backend = nccl needs train.device = cuda, got '", train.device, "'");
   MOE_CHECK(parallel.expert_parallel_size >= 1, "parallel.expert_parallel_size must be >= 1, got ",
             parallel.expert_parallel_size);
   MOE_CHECK(parallel.data_parallel_size >= 0, "parallel.data_parallel_size must be >= 0, got ",

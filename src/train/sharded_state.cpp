@@ -98,31 +98,54 @@ std::string expert_shard_path(const std::string& prefix, int position, int P) {
   return prefix + ".experts-" + std::to_string(position) + "-of-" + std::to_string(P) + ".moeckpt";
 }
 
-void save_sharded_state(const std::string& prefix, const NamedState& state, const ParallelGroups& groups) {
+void save_sharded_state(const std::string& prefix, const NamedState& state, const ParallelGroups& groups,
+                        const std::string& tag) {
   const int P = groups.expert_parallel_size();
   const int position = groups.expert ? groups.expert->rank() : 0;
   NamedState shared, experts;
   for (const auto& [name, t] : state) (expert_id_of(name) < 0 ? shared : experts)[name] = t;
+  const auto tag_tensor = string_tensor(tag);
   if (!groups.expert_data || groups.expert_data->rank() == 0)
-    write_state_file(expert_shard_path(prefix, position, P), experts, {});
+    write_state_file(expert_shard_path(prefix, position, P), experts, {{"tag", tag_tensor}});
+  // The shared file last, once every shard is complete: a listed checkpoint is a whole one.
+  if (groups.world) groups.world->barrier();
   if (!groups.world || groups.world->rank() == 0)
-    write_state_file(shared_state_path(prefix), shared, {{"expert_parallel_size", at::tensor(int64_t{P})}});
+    write_state_file(shared_state_path(prefix), shared,
+                     {{"expert_parallel_size", at::tensor(int64_t{P})}, {"tag", tag_tensor}});
   if (groups.world) groups.world->barrier();
 }
 
 NamedState load_sharded_state(const std::string& prefix, const std::function<bool(int64_t)>& wanted) {
   torch::serialize::InputArchive archive;
   auto out = read_state_file(shared_state_path(prefix), archive);
-  at::Tensor p_t;
-  MOE_CHECK(archive.try_read("expert_parallel_size", p_t), "sharded checkpoint ", shared_state_path(prefix),
-            " does not say how many expert shards it has");
+  at::Tensor p_t, tag_t;
+  MOE_CHECK(archive.try_read("expert_parallel_size", p_t) && archive.try_read("tag", tag_t), "sharded checkpoint ",
+            shared_state_path(prefix), " does not say how many expert shards it has");
+  const auto tag = tensor_string(tag_t);
   const int P = static_cast<int>(p_t.item<int64_t>());
   for (int i = 0; i < P; ++i) {
     torch::serialize::InputArchive shard_archive;
-    for (auto& [name, t] : read_state_file(expert_shard_path(prefix, i, P), shard_archive))
+    const auto path = expert_shard_path(prefix, i, P);
+    auto entries = read_state_file(path, shard_archive);
+    at::Tensor shard_tag;
+    MOE_CHECK(shard_archive.try_read("tag", shard_tag) && tensor_string(shard_tag) == tag, "sharded checkpoint ", path,
+              " belongs to another save than ", shared_state_path(prefix), " (tag '",
+              shard_tag.defined() ? tensor_string(shard_tag) : std::string(), "', expected '", tag, "')");
+    for (auto& [name, t] : entries)
       if (wanted(expert_id_of(name))) out[name] = t;
   }
   return out;
+}
+
+std::string with_expert_id(const std::string& name, int64_t id) {
+  const std::string key = "experts.";
+  for (size_t pos = name.find(key); pos != std::string::npos; pos = name.find(key, pos + 1)) {
+    if (pos != 0 && name[pos - 1] != '.') continue;
+    size_t i = pos + key.size(), j = i;
+    while (j < name.size() && std::isdigit(static_cast<unsigned char>(name[j]))) ++j;
+    if (j > i && j < name.size() && name[j] == '.') return name.substr(0, i) + std::to_string(id) + name.substr(j);
+  }
+  MOE_THROW("with_expert_id: '", name, "' has no experts.<id>. segment");
 }
 
 }  // namespace moe

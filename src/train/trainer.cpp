@@ -198,12 +198,14 @@ at::Tensor batcher_state_tensor(const TokenBatcher& batcher) {
 
 void restore_batcher_state(TokenBatcher& batcher, const at::Tensor& tensor, const std::string& path) {
   auto b = tensor.cpu().contiguous();
-  MOE_CHECK(b.numel() >= 2, "checkpoint ", path, ": malformed batcher state");
+  MOE_CHECK(b.numel() >= 2, "checkpoint ", path, ": malformed batcher state (", b.numel(),
+            " values; expected step, D, then 2·D)");
   const int64_t* p = b.data_ptr<int64_t>();
   TokenBatcher::State bs;
   bs.step = static_cast<uint64_t>(p[0]);
   const int64_t D = p[1];
-  MOE_CHECK(b.numel() == 2 + 2 * D, "checkpoint ", path, ": malformed batcher state");
+  MOE_CHECK(D >= 0 && b.numel() == 2 + 2 * D, "checkpoint ", path, ": malformed batcher state (", b.numel(),
+            " values for D = ", D, "; expected ", 2 + 2 * D, ")");
   bs.epoch.assign(p + 2, p + 2 + D);
   bs.cursor.assign(p + 2 + D, p + 2 + 2 * D);
   batcher.restore(bs);
@@ -362,19 +364,31 @@ namespace {
 // expert, THOR's random expert) must be the same everywhere: the default generator is reseeded from
 // (seed, step) for the scope and restored afterwards. One process: nothing changes.
 struct SameDrawsOnAllRanks {
-  SameDrawsOnAllRanks(bool active, int64_t seed, int64_t step) : active_(active) {
+  SameDrawsOnAllRanks(bool active, int64_t seed, int64_t step, const at::Device& device)
+      : active_(active), device_(device) {
     if (!active_) return;
+    const auto s = static_cast<uint64_t>(seed) * 1000003ULL + static_cast<uint64_t>(step);
     auto generator = at::detail::getDefaultCPUGenerator();
     saved_ = generator.get_state();
-    generator.set_current_seed(static_cast<uint64_t>(seed) * 1000003ULL + static_cast<uint64_t>(step));
+    generator.set_current_seed(s);
+    if (device_.is_cuda()) {
+      auto g = at::globalContext().defaultGenerator(device_);
+      saved_cuda_ = g.get_state();
+      g.set_current_seed(s);
+    }
   }
   ~SameDrawsOnAllRanks() {
     if (!active_) return;
     auto generator = at::detail::getDefaultCPUGenerator();
     generator.set_state(saved_);
+    if (device_.is_cuda()) {
+      auto g = at::globalContext().defaultGenerator(device_);
+      g.set_state(saved_cuda_);
+    }
   }
   bool active_;
-  at::Tensor saved_;
+  at::Device device_;
+  at::Tensor saved_, saved_cuda_;
 };
 }  // namespace
 
@@ -403,6 +417,11 @@ Trainer::Trainer(RunConfig config, const std::string& resume_from) : config_(std
          "): expert-parallel size ", s.groups.expert_parallel_size(), ", data-parallel size ", s.world_size);
   s.tty = ::isatty(STDERR_FILENO) != 0 && s.writer();
   s.device = parse_device(config_.train.device);
+  if (s.world && s.device.is_cuda()) {
+    MOE_CHECK(!s.device.has_index(), "train.device = ", config_.train.device, " in a multi-process run: use 'cuda' "
+              "(each rank takes cuda:LOCAL_RANK)");
+    s.device = at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank));
+  }
   s.bf16 = config_.train.precision == "bf16";
   if (config_.train.threads > 0) at::set_num_threads(static_cast<int>(config_.train.threads));
 
@@ -473,6 +492,8 @@ Trainer::Trainer(RunConfig config, const std::string& resume_from) : config_(std
       }
     }
     s.sync = std::make_unique<GradientSynchronizer>(named, s.groups, config_.parallel.bucket_mb);
+    // From here each rank draws its own dropout masks and sampled experts.
+    torch::manual_seed(static_cast<uint64_t>(config_.train.seed) + 1000003ULL * static_cast<uint64_t>(s.rank));
   }
 
   const auto& t = config_.train;
@@ -695,7 +716,7 @@ ValidationResult Trainer::validate() {
   auto& s = *state_;
   model_->eval();
   torch::NoGradGuard no_grad;
-  SameDrawsOnAllRanks draws(s.world != nullptr, config_.train.seed, step_);
+  SameDrawsOnAllRanks draws(s.world != nullptr, config_.train.seed, step_, s.device);
   ValidationResult r;
   double loss = 0, nll = 0, tokens = 0;
   std::map<std::string, double> ept_sum, ept_weight;
@@ -725,6 +746,14 @@ ValidationResult Trainer::validate() {
   }
   r.loss = tokens > 0 ? loss / tokens : 0.0;
   r.nll = tokens > 0 ? nll / tokens : 0.0;
+  if (s.world) {
+    // Every rank computed the same batches; rank 0's numbers decide (best checkpoint) everywhere, so
+    // that a last-bit difference cannot send the ranks down different paths.
+    auto v = at::tensor({r.loss, r.nll}, at::kDouble);
+    s.world->broadcast(v, 0);
+    r.loss = v[0].item<double>();
+    r.nll = v[1].item<double>();
+  }
   for (const auto& [layer, w] : ept_weight) r.experts_per_token[layer] = ept_sum[layer] / std::max(1.0, w);
   s.last_experts_per_token = r.experts_per_token;
   s.last_validation_step = step_;
@@ -776,7 +805,14 @@ void Trainer::train() {
        t.max_minutes > 0 ? detail::concat(" (budget ", t.max_minutes, " min)") : std::string());
   while (step_ < t.max_steps) {
     const double elapsed = s.elapsed_before + std::chrono::duration<double>(clock::now() - start).count();
-    if (t.max_minutes > 0 && elapsed >= t.max_minutes * 60.0) {
+    bool out_of_time = t.max_minutes > 0 && elapsed >= t.max_minutes * 60.0;
+    if (s.world && t.max_minutes > 0) {
+      // The ranks' clocks differ: stop when any of them is out of time, all at the same step.
+      auto flag = at::tensor({static_cast<int64_t>(out_of_time)}, at::kLong);
+      s.world->all_reduce(flag, ReduceOp::kMax);
+      out_of_time = flag.item<int64_t>() != 0;
+    }
+    if (out_of_time) {
       info("[train] stopping at step ", step_, ": the ", t.max_minutes, "-minute budget is spent");
       break;
     }
@@ -896,7 +932,7 @@ void Trainer::save_checkpoint(bool best) {
   s.last_checkpoint_step = step_;
   auto list = list_step_checkpoints(config_.run_dir);
   while (static_cast<int64_t>(list.size()) > config_.train.keep_last) {
-    fs::remove(list.front().second);
+    remove_checkpoint(list.front().second);  // with its expert shards if a multi-process run wrote it
     list.erase(list.begin());
   }
   info("[checkpoint] step ", step_, " -> ", path, best ? " (best so far)" : "");
@@ -926,9 +962,12 @@ void Trainer::save_sharded_checkpoint(bool best) {
   // Every rank's generator (dropout, sampled experts): [W, state bytes], restored per rank when the
   // world size is unchanged.
   state["trainer.rng_cpu"] = s.world->all_gather(at::detail::getDefaultCPUGenerator().get_state());
+  if (s.device.is_cuda())
+    state["trainer.rng_cuda"] = s.world->all_gather(at::globalContext().defaultGenerator(s.device).get_state());
   const auto prefix = (fs::path(config_.run_dir) / ("checkpoint-" + std::to_string(step_))).string();
-  save_sharded_state(prefix, state, s.groups);
-  if (best) save_sharded_state((fs::path(config_.run_dir) / "best").string(), state, s.groups);
+  const auto tag = "step " + std::to_string(step_);
+  save_sharded_state(prefix, state, s.groups, tag);
+  if (best) save_sharded_state((fs::path(config_.run_dir) / "best").string(), state, s.groups, tag);
   s.last_checkpoint_step = step_;
   if (s.writer()) {
     auto list = list_step_checkpoints(config_.run_dir);
@@ -940,6 +979,35 @@ void Trainer::save_sharded_checkpoint(bool best) {
   s.world->barrier();
   info("[checkpoint] step ", step_, " -> ", prefix, ".moeckpt + ", s.groups.expert_parallel_size(),
        " expert shard(s)", best ? " (best so far)" : "");
+}
+
+TransformerModel Trainer::gathered_model() {
+  auto& s = *state_;
+  const int P = s.groups.expert_parallel_size();
+  if (P == 1) return model_;  // every expert is here already
+  // Collective over each expert group, in the model's registration order (the same on every rank).
+  NamedState state = module_state(*model_);
+  const auto shard = expert_shard(config_.model.moe.num_experts, s.groups.expert.get(), "parallel.expert_parallel_size");
+  for (const auto& p : model_->named_parameters()) {
+    const int64_t id = expert_id_of(p.key());
+    if (id < 0) continue;
+    auto all = s.groups.expert->all_gather(p.value().detach().contiguous());  // [P, ...]
+    for (int q = 0; q < P; ++q) state[with_expert_id(p.key(), q * shard.count + (id - shard.first))] = all[q];
+  }
+  if (!s.writer()) return model_;
+  // Building a model draws initial values: keep the run's random streams untouched.
+  auto generator = at::detail::getDefaultCPUGenerator();
+  const auto saved = generator.get_state();
+  auto options = config_.model;
+  options.vocab_size = data_.tokenizer.vocab_size();
+  options.padding_idx = SentencePieceTokenizer::kPad;
+  options.moe.expert_group = nullptr;
+  TransformerModel full(options);
+  generator.set_state(saved);
+  full->to(s.device);
+  load_module_state(*full, state, "the gathered experts");
+  full->eval();
+  return full;
 }
 
 void Trainer::load_sharded_checkpoint(const NamedState& state, const std::string& path) {
@@ -958,8 +1026,9 @@ void Trainer::load_sharded_checkpoint(const NamedState& state, const std::string
     s.optimizer->state()[p.value().unsafeGetTensorImpl()] = std::move(st);
     ++restored;
   }
-  MOE_CHECK(step_ == 0 || restored > 0 || sharded_entry(state, "trainer.step", path).item<int64_t>() == 0,
-            "checkpoint ", path, " has no optimizer state");
+  MOE_CHECK(restored > 0 || sharded_entry(state, "trainer.step", path).item<int64_t>() == 0, "checkpoint ", path,
+            " has no optimizer state although it was written at step ",
+            sharded_entry(state, "trainer.step", path).item<int64_t>());
   step_ = sharded_entry(state, "trainer.step", path).item<int64_t>();
   restore_batcher_state(*s.batcher, sharded_entry(state, "trainer.batcher", path), path);
   s.best_valid = sharded_entry(state, "trainer.best_valid", path).item<double>();
@@ -968,10 +1037,20 @@ void Trainer::load_sharded_checkpoint(const NamedState& state, const std::string
   auto generator = at::detail::getDefaultCPUGenerator();
   if (rng.size(0) == s.world_size) {
     generator.set_state(rng[s.rank].clone());  // a tensor of its own: set_state reads from offset 0
+    auto cuda = state.find("trainer.rng_cuda");
+    if (s.device.is_cuda() && cuda != state.end()) {
+      auto g = at::globalContext().defaultGenerator(s.device);
+      g.set_state(cuda->second[s.rank].clone());
+    }
   } else {
     // Another world size: the random streams cannot continue; start new ones per rank.
-    generator.set_current_seed(static_cast<uint64_t>(config_.train.seed) * 7919ULL + static_cast<uint64_t>(step_) * 104729ULL +
-                               static_cast<uint64_t>(s.rank));
+    const auto seed = static_cast<uint64_t>(config_.train.seed) * 7919ULL + static_cast<uint64_t>(step_) * 104729ULL +
+                      static_cast<uint64_t>(s.rank);
+    generator.set_current_seed(seed);
+    if (s.device.is_cuda()) {
+      auto g = at::globalContext().defaultGenerator(s.device);
+      g.set_current_seed(seed);
+    }
     log_warn(detail::concat("[resume] ", path, " was written by ", rng.size(0), " process(es), this run has ",
                             s.world_size, ": random streams restart (dropout and sampled experts differ from an "
                             "uninterrupted run; parameters, optimizer and data order continue exactly)"));
@@ -1032,7 +1111,15 @@ EvaluationResult Trainer::evaluate() {
   auto& s = *state_;
   EvaluationResult result;
   if (s.last_validation_step != step_ || s.last_experts_per_token.empty()) validate();
-  SameDrawsOnAllRanks draws(s.world != nullptr, config_.train.seed, step_ + 1);
+  SameDrawsOnAllRanks draws(s.world != nullptr, config_.train.seed, step_ + 1, s.device);
+  // Beam search stops when its hypotheses finish, a data-dependent number of decoder steps; under
+  // expert parallelism every rank would have to take the same steps. Rank 0 decodes alone instead,
+  // with every expert gathered into one model (the others only take part in the gathering).
+  TransformerModel decoder = s.world ? gathered_model() : model_;
+  if (s.world && !s.writer()) {
+    result.parameters = model_->count_parameters(result.experts_per_token);
+    return result;
+  }
   result.experts_per_token = s.last_experts_per_token;
   result.parameters = model_->count_parameters(result.experts_per_token);
   TranslateOptions to;
@@ -1050,7 +1137,7 @@ EvaluationResult Trainer::evaluate() {
     r.target = data_.directions[d].second;
     r.sentences = static_cast<int64_t>(text.source.size());
     const auto start = std::chrono::steady_clock::now();
-    auto hyps = translate(model_, data_.tokenizer, "<2" + r.target + ">", text.source, to);
+    auto hyps = translate(decoder, data_.tokenizer, "<2" + r.target + ">", text.source, to);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     r.hypothesis_file = (fs::path(config_.run_dir) / ("hyp." + r.source + "-" + r.target + ".txt")).string();
     const auto reference_file = (fs::path(config_.run_dir) / ("ref." + r.source + "-" + r.target + ".txt")).string();

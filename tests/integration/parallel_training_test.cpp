@@ -12,6 +12,7 @@
 #include <iostream>
 #include <map>
 #include <sstream>
+#include <sstream>
 
 #include "moe/core/build_config.h"
 #include "scratch.h"
@@ -57,6 +58,21 @@ std::pair<double, int> compare(const std::map<int64_t, double>& a, const std::ma
   return {worst, n};
 }
 
+std::string slurp(const fs::path& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// The first number after `key` in a JSON text (e.g. the "bleu" of a direction's object).
+double number_after(const std::string& json, const std::string& key) {
+  auto pos = json.find(key);
+  if (pos == std::string::npos) return -1;
+  pos = json.find_first_of("-0123456789", json.find(':', pos));
+  return std::strtod(json.c_str() + pos, nullptr);
+}
+
 std::string corpus_missing() {
   if (std::system("command -v msgunfmt >/dev/null 2>&1") != 0) return "msgunfmt is not installed";
   for (const char* lang : {"de", "fr"}) {
@@ -79,7 +95,7 @@ TEST(ParallelTraining, TwoRanksWithShardedExpertsFollowOneRankFor50Updates) {
   const auto one = moe::testing::scratch("parallel_one"), two = moe::testing::scratch("parallel_two");
   // Switch routing and no dropout: nothing random in training, so the two runs can be compared.
   const std::string common = " --config " + std::string(moe::testing::kSourceDir) +
-                             "/configs/tiny.toml --no-eval --moe.variant switch --model.dropout 0"
+                             "/configs/tiny.toml --moe.variant switch --model.dropout 0 --data.max_test_sentences 20"
                              " --train.max_steps 50 --train.log_every 1 --train.validate_every 50"
                              " --train.checkpoint_every 50 --train.threads 1 --log_level warn --data.cache_dir " +
                              cache.string();
@@ -100,6 +116,15 @@ TEST(ParallelTraining, TwoRanksWithShardedExpertsFollowOneRankFor50Updates) {
   EXPECT_GT(a.at(1) - a.at(50), 0.5) << "the loss did not fall";
   std::cout << "[ parallel ] 50 updates, worst per-step loss difference " << worst << " (" << a.at(1) << " -> "
             << a.at(50) << ")\n";
+  // Evaluation: rank 0 decoded with every expert gathered into one model; the nearly identical
+  // models translate alike (not asserted equal: a near-tie in the beam may flip).
+  auto results_one = slurp(one / "results.json"), results_two = slurp(two / "results.json");
+  EXPECT_NE(results_two.find("\"bleu\""), std::string::npos) << multi.second;
+  EXPECT_NE(results_two.find("\"de-en\""), std::string::npos);
+  std::cout << "[ parallel ] BLEU de-en: 1 process " << number_after(results_one, "\"de-en\"") << ", 2 ranks "
+            << number_after(results_two, "\"de-en\"") << "\n";
+  EXPECT_EQ(number_after(results_one, "\"total_parameters\""), number_after(results_two, "\"total_parameters\""))
+      << "parameter counts must count every expert, wherever it lives";
   // The sharded checkpoint: one shared file and one expert shard per expert-parallel rank; it
   // loads into one process with every expert.
   EXPECT_TRUE(fs::exists(two / "checkpoint-50.moeckpt"));

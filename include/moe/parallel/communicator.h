@@ -53,6 +53,10 @@ class Communicator {
   virtual void all_reduce(at::Tensor& tensor, ReduceOp op = ReduceOp::kSum) = 0;
   /// Starts an in-place sum all-reduce; the tensor must stay alive and untouched until wait().
   virtual std::unique_ptr<CommWork> all_reduce_async(at::Tensor& tensor) = 0;
+  /// True when all_reduce_async returns before the transfer ends, so that it may be started from
+  /// inside backward (gloo); false when it blocks (nccl here), where starting it mid-backward could
+  /// wait on a peer that is itself waiting in the expert exchange.
+  virtual bool supports_overlap() const { return true; }
   /// input [...] contiguous, the same shape on every rank -> [size(), ...].
   virtual at::Tensor all_gather(const at::Tensor& input) = 0;
   /// In place: every rank receives `root`'s tensor (same shape and dtype on every rank).

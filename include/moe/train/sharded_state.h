@@ -31,14 +31,19 @@ NamedState module_state(const torch::nn::Module& module);
 /// entry when one of the module's entries is missing or has another shape; extra entries are ignored.
 void load_module_state(torch::nn::Module& module, const NamedState& state, const std::string& source);
 
-/// Collective over groups.world: writes `state` (CPU copies) as described above; returns when every
-/// file is complete.
-void save_sharded_state(const std::string& prefix, const NamedState& state, const ParallelGroups& groups);
+/// Collective over groups.world: writes `state` (CPU copies) as described above, the shards first and
+/// the shared file last (so a listed checkpoint is complete); returns when every file is complete.
+/// `tag` (e.g. "step 1200") goes into every file: loading refuses shards from another save.
+void save_sharded_state(const std::string& prefix, const NamedState& state, const ParallelGroups& groups,
+                        const std::string& tag = "");
 
 /// Reads a checkpoint written by save_sharded_state with any expert-parallel size: every non-expert
 /// entry and the expert entries whose id `wanted` accepts. Throws moe::Error naming the file when one
 /// is missing, truncated or corrupted.
 NamedState load_sharded_state(const std::string& prefix, const std::function<bool(int64_t)>& wanted);
+
+/// `name` with its expert id replaced by `id` ("enc.ffn.experts.3.w1", 5 -> "enc.ffn.experts.5.w1").
+std::string with_expert_id(const std::string& name, int64_t id);
 
 /// "<prefix>.moeckpt" and "<prefix>.experts-<i>-of-<P>.moeckpt".
 std::string shared_state_path(const std::string& prefix);

@@ -105,6 +105,9 @@ class Trainer {
   void load_checkpoint(torch::serialize::InputArchive& archive, const std::string& path);
   void report_moe_stats();
   void save_sharded_checkpoint(bool best);
+  /// Multi-process runs: every expert gathered into one model on rank 0 (collective over the expert
+  /// groups); model_ itself when it already holds every expert or on the other ranks.
+  TransformerModel gathered_model();
   /// Restores a multi-process run's checkpoint (this process's shard of it) into any world size.
   void load_sharded_checkpoint(const std::map<std::string, at::Tensor>& state, const std::string& path);
   std::string checkpoint_payload();
