@@ -178,6 +178,22 @@ std::string checkpoint_prefix(const std::string& path) {
   return path.substr(0, path.size() - suffix.size());
 }
 
+// Removes expert shards beside `path` that the save just written there does not own: those of
+// another expert-parallel size, or all of them after a single-file save (keep_parallel_size 0).
+void remove_stale_shards(const std::string& path, int keep_parallel_size) {
+  const auto prefix = fs::path(checkpoint_prefix(path)).filename().string() + ".experts-";
+  const auto keep = "-of-" + std::to_string(keep_parallel_size) + ".moeckpt";
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(fs::path(path).parent_path(), ec)) {
+    const auto name = entry.path().filename().string();
+    if (name.rfind(prefix, 0) != 0) continue;
+    if (keep_parallel_size > 0 && name.size() > keep.size() &&
+        name.compare(name.size() - keep.size(), keep.size(), keep) == 0)
+      continue;
+    fs::remove(entry.path());
+  }
+}
+
 // Removes a step checkpoint: its file and, for a sharded one, every expert shard beside it.
 void remove_checkpoint(const std::string& path) {
   const auto prefix = fs::path(checkpoint_prefix(path)).filename().string() + ".experts-";
@@ -928,7 +944,12 @@ void Trainer::save_checkpoint(bool best) {
   const auto payload = checkpoint_payload();
   const auto path = step_checkpoint_path(config_.run_dir, step_);
   write_checkpoint_file(path, payload);
-  if (best) write_checkpoint_file((fs::path(config_.run_dir) / "best.moeckpt").string(), payload);
+  remove_stale_shards(path, 0);  // a multi-process run may have left shards under these names
+  if (best) {
+    const auto best_path = (fs::path(config_.run_dir) / "best.moeckpt").string();
+    write_checkpoint_file(best_path, payload);
+    remove_stale_shards(best_path, 0);
+  }
   s.last_checkpoint_step = step_;
   auto list = list_step_checkpoints(config_.run_dir);
   while (static_cast<int64_t>(list.size()) > config_.train.keep_last) {
@@ -970,6 +991,8 @@ void Trainer::save_sharded_checkpoint(bool best) {
   if (best) save_sharded_state((fs::path(config_.run_dir) / "best").string(), state, s.groups, tag);
   s.last_checkpoint_step = step_;
   if (s.writer()) {
+    remove_stale_shards(prefix + ".moeckpt", s.groups.expert_parallel_size());
+    if (best) remove_stale_shards((fs::path(config_.run_dir) / "best.moeckpt").string(), s.groups.expert_parallel_size());
     auto list = list_step_checkpoints(config_.run_dir);
     while (static_cast<int64_t>(list.size()) > config_.train.keep_last) {
       remove_checkpoint(list.front().second);

@@ -192,4 +192,38 @@ TEST(ParallelTraining, ResumeIsExactAndReshardsToOtherWorldSizes) {
   }
 }
 
+// Every variant trains, validates, checkpoints and evaluates on two ranks with its experts sharded
+// over both (SMoE's passes agreed across ranks, THOR's two passes, XMoE's variable k, expert choice,
+// hash routing); an SMoE run then continues in one process from the sharded checkpoint.
+TEST(ParallelTraining, EveryVariantRunsOnTwoRanks) {
+  if (!MOE_WITH_GLOO) GTEST_SKIP() << "moe was built without Gloo";
+  const auto missing = corpus_missing();
+  if (!missing.empty()) GTEST_SKIP() << "default corpus unavailable: " << missing;
+  const std::string bin = moe::testing::kBinDir;
+  const auto cache = moe::testing::scratch("parallel_cache");
+  for (const std::string variant : {"smoe", "thor", "xmoe", "expert_choice", "hash"}) {
+    const auto dir = moe::testing::scratch("parallel_variant_" + variant);
+    const std::string train = bin + "/moe-train --config " + std::string(moe::testing::kSourceDir) +
+                              "/configs/tiny.toml --moe.variant " + variant +
+                              (variant == "smoe" ? " --moe.strata 2,2" : "") +
+                              " --data.max_test_sentences 10 --train.log_every 4 --train.validate_every 6"
+                              " --train.checkpoint_every 6 --train.threads 1 --log_level warn --eval.beam 2"
+                              " --data.cache_dir " + cache.string() + " --run_dir " + dir.string();
+    auto r = run(bin + "/moe-launch --nproc 2 --timeout 600 -- " + train +
+                 " --train.max_steps 12 --parallel.backend gloo --parallel.expert_parallel_size 2"
+                 " --parallel.timeout_s 60");
+    ASSERT_EQ(r.first, 0) << variant << ":\n" << r.second;
+    EXPECT_TRUE(fs::exists(dir / "results.json")) << variant;
+    EXPECT_TRUE(fs::exists(dir / "checkpoint-12.experts-1-of-2.moeckpt")) << variant;
+    EXPECT_EQ(losses(dir).size(), 3u) << variant;
+    if (variant != "smoe") continue;
+    auto single = run(train + " --train.max_steps 18 --resume");
+    ASSERT_EQ(single.first, 0) << single.second;
+    EXPECT_NE(single.second.find("random streams restart"), std::string::npos) << single.second;
+    EXPECT_TRUE(fs::exists(dir / "checkpoint-18.moeckpt"));
+    EXPECT_FALSE(fs::exists(dir / "checkpoint-18.experts-0-of-2.moeckpt"));
+    EXPECT_EQ(losses(dir).size(), 5u);  // steps 4, 8, 12 from two ranks; 16, 18 from one process
+  }
+}
+
 }  // namespace
