@@ -2,6 +2,8 @@
 // its own translation unit so that Gloo's and NCCL's headers stay out of the rest of the library.
 #pragma once
 
+#include <torch/csrc/distributed/c10d/Store.hpp>
+
 #include <memory>
 
 #include "moe/parallel/communicator.h"
@@ -13,6 +15,11 @@ namespace moe::detail {
 std::shared_ptr<Communicator> make_gloo_communicator(const CommunicatorOptions& options, const DistributedEnv& env);
 /// NCCL (src/parallel/nccl_communicator.cpp; CUDA tier only).
 std::shared_ptr<Communicator> make_nccl_communicator(const CommunicatorOptions& options, const DistributedEnv& env);
+
+/// The rendezvous store at env.master_addr:env.master_port (rank 0 serves it), with the options'
+/// timeout; throws moe::Error naming the address, the rank and `backend` when it cannot be reached.
+c10::intrusive_ptr<c10d::Store> make_tcp_store(const CommunicatorOptions& options, const DistributedEnv& env,
+                                               const std::string& backend);
 
 /// Checks the arguments of all_to_all_single against the group size; `who` names the communicator.
 void check_all_to_all(const at::Tensor& output, const at::Tensor& input, const std::vector<int64_t>& output_splits,

@@ -3,6 +3,7 @@
 #include "moe/parallel/communicator.h"
 
 #include <ATen/ATen.h>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include <cmath>
 #include <cstdlib>
@@ -78,6 +79,22 @@ void check_all_to_all(const at::Tensor& output, const at::Tensor& input, const s
             who, ": output must be contiguous ", input.scalar_type(), " with ", out_rows,
             " rows (the output splits' sum) and the input's row shape, got ",
             output.defined() ? output.sizes() : at::IntArrayRef{});
+}
+
+c10::intrusive_ptr<c10d::Store> make_tcp_store(const CommunicatorOptions& options, const DistributedEnv& env,
+                                               const std::string& backend) {
+  try {
+    c10d::TCPStoreOptions so;
+    so.port = static_cast<uint16_t>(env.master_port);
+    so.isServer = env.rank == 0;
+    so.numWorkers = env.world_size;
+    so.waitWorkers = true;
+    so.timeout = std::chrono::milliseconds(static_cast<int64_t>(options.timeout_s * 1000.0));
+    return c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
+  } catch (const std::exception& e) {
+    MOE_THROW(backend, " rendezvous at MASTER_ADDR=", env.master_addr, " MASTER_PORT=", env.master_port, " (rank ",
+              env.rank, " of ", env.world_size, ", timeout ", options.timeout_s, " s) failed: ", e.what());
+  }
 }
 
 #if !MOE_WITH_GLOO

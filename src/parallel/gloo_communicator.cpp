@@ -10,7 +10,6 @@
 #endif
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include <ATen/ATen.h>
 
@@ -153,19 +152,7 @@ void GlooWork::wait() {
 
 std::shared_ptr<Communicator> make_gloo_communicator(const CommunicatorOptions& options, const DistributedEnv& env) {
   const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(options.timeout_s * 1000.0));
-  c10::intrusive_ptr<c10d::Store> store;
-  try {
-    c10d::TCPStoreOptions so;
-    so.port = static_cast<uint16_t>(env.master_port);
-    so.isServer = env.rank == 0;
-    so.numWorkers = env.world_size;
-    so.waitWorkers = true;
-    so.timeout = timeout;
-    store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
-  } catch (const std::exception& e) {
-    MOE_THROW("gloo rendezvous at MASTER_ADDR=", env.master_addr, " MASTER_PORT=", env.master_port, " (rank ",
-              env.rank, " of ", env.world_size, ", timeout ", options.timeout_s, " s) failed: ", e.what());
-  }
+  auto store = make_tcp_store(options, env, "gloo");
   // Loopback when every process is on this machine's loopback address; else this host's name.
   const bool loopback = env.master_addr == "127.0.0.1" || env.master_addr == "localhost";
   std::string host = loopback ? "127.0.0.1" : std::string();

@@ -12,7 +12,6 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include <functional>
 
@@ -177,19 +176,7 @@ class NcclCommunicator : public Communicator {
 
 std::shared_ptr<Communicator> make_nccl_communicator(const CommunicatorOptions& options, const DistributedEnv& env) {
   const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(options.timeout_s * 1000.0));
-  c10::intrusive_ptr<c10d::Store> store;
-  try {
-    c10d::TCPStoreOptions so;
-    so.port = static_cast<uint16_t>(env.master_port);
-    so.isServer = env.rank == 0;
-    so.numWorkers = env.world_size;
-    so.waitWorkers = true;
-    so.timeout = timeout;
-    store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
-  } catch (const std::exception& e) {
-    MOE_THROW("nccl rendezvous at MASTER_ADDR=", env.master_addr, " MASTER_PORT=", env.master_port, " (rank ",
-              env.rank, " of ", env.world_size, ", timeout ", options.timeout_s, " s) failed: ", e.what());
-  }
+  auto store = make_tcp_store(options, env, "nccl");
   c10::cuda::set_device(static_cast<c10::DeviceIndex>(env.local_rank % std::max(1, static_cast<int>(c10::cuda::device_count()))));
   return std::make_shared<NcclCommunicator>(store, env.rank, env.world_size, "world", timeout);
 }

@@ -13,17 +13,6 @@
 namespace moe {
 namespace {
 
-at::Tensor string_tensor(const std::string& s) {
-  auto t = at::empty({static_cast<int64_t>(s.size())}, at::kByte);
-  if (!s.empty()) std::memcpy(t.data_ptr<uint8_t>(), s.data(), s.size());
-  return t;
-}
-
-std::string tensor_string(const at::Tensor& t) {
-  auto c = t.contiguous().cpu();
-  return std::string(reinterpret_cast<const char*>(c.data_ptr<uint8_t>()), static_cast<size_t>(c.numel()));
-}
-
 // Archive keys must be identifiers: entries are stored as "t<i>" with their names in one list.
 void write_state_file(const std::string& path, const NamedState& state, const NamedState& meta) {
   torch::serialize::OutputArchive archive;
@@ -60,6 +49,17 @@ NamedState read_state_file(const std::string& path, torch::serialize::InputArchi
 }
 
 }  // namespace
+
+at::Tensor string_tensor(const std::string& text) {
+  auto t = at::empty({static_cast<int64_t>(text.size())}, at::kByte);
+  if (!text.empty()) std::memcpy(t.data_ptr<uint8_t>(), text.data(), text.size());
+  return t;
+}
+
+std::string tensor_string(const at::Tensor& bytes) {
+  auto c = bytes.contiguous().cpu();
+  return std::string(reinterpret_cast<const char*>(c.data_ptr<uint8_t>()), static_cast<size_t>(c.numel()));
+}
 
 int64_t expert_id_of(const std::string& name) {
   const std::string key = "experts.";

@@ -120,17 +120,6 @@ at::Device parse_device(const std::string& name) {
   return device;
 }
 
-at::Tensor string_tensor(const std::string& s) {
-  auto t = at::empty({static_cast<int64_t>(s.size())}, at::kByte);
-  if (!s.empty()) std::memcpy(t.data_ptr<uint8_t>(), s.data(), s.size());
-  return t;
-}
-
-std::string tensor_string(const at::Tensor& t) {
-  auto c = t.contiguous().cpu();
-  return std::string(reinterpret_cast<const char*>(c.data_ptr<uint8_t>()), static_cast<size_t>(c.numel()));
-}
-
 at::Tensor read_tensor(torch::serialize::InputArchive& a, const std::string& key, const std::string& path) {
   at::Tensor t;
   MOE_CHECK(a.try_read(key, t), "checkpoint ", path, " has no '", key, "' entry");

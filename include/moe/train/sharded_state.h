@@ -42,6 +42,10 @@ void save_sharded_state(const std::string& prefix, const NamedState& state, cons
 /// is missing, truncated or corrupted.
 NamedState load_sharded_state(const std::string& prefix, const std::function<bool(int64_t)>& wanted);
 
+/// Text stored as a uint8 tensor [bytes] (configs, tokenizers, tags in checkpoints), and back.
+at::Tensor string_tensor(const std::string& text);
+std::string tensor_string(const at::Tensor& bytes);
+
 /// `name` with its expert id replaced by `id` ("enc.ffn.experts.3.w1", 5 -> "enc.ffn.experts.5.w1").
 std::string with_expert_id(const std::string& name, int64_t id);
 
