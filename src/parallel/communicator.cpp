@@ -111,7 +111,6 @@ std::shared_ptr<Communicator> make_nccl_communicator(const CommunicatorOptions&,
 }  // namespace detail
 
 void CommunicatorOptions::validate(const std::string& owner) const {
-  const auto names = available_backends();
   MOE_CHECK(backend == "local" || backend == "gloo" || backend == "nccl", owner,
             ".backend must be one of local, gloo, nccl; got '", backend, "'");
   MOE_CHECK(std::isfinite(timeout_s) && timeout_s > 0, owner, ".timeout_s must be > 0, got ", timeout_s);

@@ -12,22 +12,6 @@
 #include "moe/core/error.h"
 
 namespace moe {
-namespace {
-
-// Same rule as the sharded checkpoints: an "experts.<id>." segment marks an expert parameter.
-bool is_expert_name(const std::string& name) {
-  const std::string key = "experts.";
-  for (size_t pos = name.find(key); pos != std::string::npos; pos = name.find(key, pos + 1)) {
-    if (pos != 0 && name[pos - 1] != '.') continue;
-    size_t j = pos + key.size();
-    const size_t start = j;
-    while (j < name.size() && std::isdigit(static_cast<unsigned char>(name[j]))) ++j;
-    if (j > start && j < name.size() && name[j] == '.') return true;
-  }
-  return false;
-}
-
-}  // namespace
 
 GradientSynchronizer::GradientSynchronizer(const std::vector<std::pair<std::string, at::Tensor>>& named,
                                            ParallelGroups groups, double bucket_mb)
@@ -39,7 +23,7 @@ GradientSynchronizer::GradientSynchronizer(const std::vector<std::pair<std::stri
   open[1].expert = true;
   for (auto it = named.rbegin(); it != named.rend(); ++it) {
     if (!it->second.requires_grad()) continue;
-    const bool expert = is_expert_name(it->first);
+    const bool expert = expert_id_of(it->first) >= 0;
     (expert ? experts_ : dense_).push_back(it->second);
     auto& b = open[expert ? 1 : 0];
     if (!b.params.empty() && b.params.front().scalar_type() != it->second.scalar_type()) {

@@ -3,6 +3,7 @@
 
 #include <ATen/ATen.h>
 
+#include <cctype>
 #include <cstring>
 #include <sstream>
 #include <vector>
@@ -25,6 +26,28 @@ ParallelGroups make_parallel_groups(const std::shared_ptr<Communicator>& world, 
   g.expert = world->subgroup(expert_ranks, "expert" + std::to_string(group));
   g.expert_data = world->subgroup(data_ranks, "expert_data" + std::to_string(position));
   return g;
+}
+
+int64_t expert_id_of(const std::string& name) {
+  const std::string key = "experts.";
+  for (size_t pos = name.find(key); pos != std::string::npos; pos = name.find(key, pos + 1)) {
+    if (pos != 0 && name[pos - 1] != '.') continue;
+    size_t i = pos + key.size(), j = i;
+    while (j < name.size() && std::isdigit(static_cast<unsigned char>(name[j]))) ++j;
+    if (j > i && j < name.size() && name[j] == '.') return std::stoll(name.substr(i, j - i));
+  }
+  return -1;
+}
+
+std::string with_expert_id(const std::string& name, int64_t id) {
+  const std::string key = "experts.";
+  for (size_t pos = name.find(key); pos != std::string::npos; pos = name.find(key, pos + 1)) {
+    if (pos != 0 && name[pos - 1] != '.') continue;
+    size_t i = pos + key.size(), j = i;
+    while (j < name.size() && std::isdigit(static_cast<unsigned char>(name[j]))) ++j;
+    if (j > i && j < name.size() && name[j] == '.') return name.substr(0, i) + std::to_string(id) + name.substr(j);
+  }
+  MOE_THROW("with_expert_id: '", name, "' has no experts.<id>. segment");
 }
 
 void check_same_on_all_ranks(Communicator& world, const std::string& text, const std::string& what) {

@@ -61,17 +61,6 @@ std::string tensor_string(const at::Tensor& bytes) {
   return std::string(reinterpret_cast<const char*>(c.data_ptr<uint8_t>()), static_cast<size_t>(c.numel()));
 }
 
-int64_t expert_id_of(const std::string& name) {
-  const std::string key = "experts.";
-  for (size_t pos = name.find(key); pos != std::string::npos; pos = name.find(key, pos + 1)) {
-    if (pos != 0 && name[pos - 1] != '.') continue;
-    size_t i = pos + key.size(), j = i;
-    while (j < name.size() && std::isdigit(static_cast<unsigned char>(name[j]))) ++j;
-    if (j > i && j < name.size() && name[j] == '.') return std::stoll(name.substr(i, j - i));
-  }
-  return -1;
-}
-
 NamedState module_state(const torch::nn::Module& module) {
   NamedState out;
   for (const auto& p : module.named_parameters()) out[p.key()] = p.value().detach();
@@ -137,15 +126,5 @@ NamedState load_sharded_state(const std::string& prefix, const std::function<boo
   return out;
 }
 
-std::string with_expert_id(const std::string& name, int64_t id) {
-  const std::string key = "experts.";
-  for (size_t pos = name.find(key); pos != std::string::npos; pos = name.find(key, pos + 1)) {
-    if (pos != 0 && name[pos - 1] != '.') continue;
-    size_t i = pos + key.size(), j = i;
-    while (j < name.size() && std::isdigit(static_cast<unsigned char>(name[j]))) ++j;
-    if (j > i && j < name.size() && name[j] == '.') return name.substr(0, i) + std::to_string(id) + name.substr(j);
-  }
-  MOE_THROW("with_expert_id: '", name, "' has no experts.<id>. segment");
-}
 
 }  // namespace moe

@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "moe/core/build_config.h"
+#include "programs.h"
 #include "scratch.h"
 #include "test_paths.h"
 
@@ -22,15 +23,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::pair<int, std::string> run(const std::string& command) {
-  std::string output;
-  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return {-1, "popen failed"};
-  char buf[4096];
-  while (std::fgets(buf, sizeof(buf), pipe) != nullptr) output += buf;
-  const int status = ::pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
-}
+using moe::testing::run;
 
 // Per-step losses ("last_loss" of each train record) from a run's metrics.jsonl, by step.
 std::map<int64_t, double> losses(const fs::path& run_dir) {
@@ -73,22 +66,9 @@ double number_after(const std::string& json, const std::string& key) {
   return std::strtod(json.c_str() + pos, nullptr);
 }
 
-std::string corpus_missing() {
-  if (std::system("command -v msgunfmt >/dev/null 2>&1") != 0) return "msgunfmt is not installed";
-  for (const char* lang : {"de", "fr"}) {
-    int n = 0;
-    std::error_code ec;
-    const fs::path dir = fs::path("/usr/share/locale") / lang / "LC_MESSAGES";
-    if (fs::is_directory(dir, ec))
-      for (const auto& e : fs::directory_iterator(dir, ec)) n += e.path().extension() == ".mo";
-    if (n < 10) return "only " + std::to_string(n) + " gettext catalogs in " + dir.string();
-  }
-  return "";
-}
-
 TEST(ParallelTraining, TwoRanksWithShardedExpertsFollowOneRankFor50Updates) {
   if (!MOE_WITH_GLOO) GTEST_SKIP() << "moe was built without Gloo";
-  const auto missing = corpus_missing();
+  const auto missing = moe::testing::default_corpus_missing();
   if (!missing.empty()) GTEST_SKIP() << "default corpus unavailable: " << missing;
   const std::string bin = moe::testing::kBinDir;
   const auto cache = moe::testing::scratch("parallel_cache");
@@ -142,7 +122,7 @@ TEST(ParallelTraining, TwoRanksWithShardedExpertsFollowOneRankFor50Updates) {
 // continues the same optimisation: with nothing random in training the losses follow.
 TEST(ParallelTraining, ResumeIsExactAndReshardsToOtherWorldSizes) {
   if (!MOE_WITH_GLOO) GTEST_SKIP() << "moe was built without Gloo";
-  const auto missing = corpus_missing();
+  const auto missing = moe::testing::default_corpus_missing();
   if (!missing.empty()) GTEST_SKIP() << "default corpus unavailable: " << missing;
   const std::string bin = moe::testing::kBinDir;
   const auto cache = moe::testing::scratch("parallel_cache");
@@ -180,8 +160,7 @@ TEST(ParallelTraining, ResumeIsExactAndReshardsToOtherWorldSizes) {
   const auto ep1 = moe::testing::scratch("parallel_reshard_ep1"), single = moe::testing::scratch("parallel_reshard_1");
   auto r1 = run(launch2 + base(ep1) + deterministic + gloo + " --parallel.expert_parallel_size 1 --resume " + checkpoint);
   ASSERT_EQ(r1.first, 0) << r1.second;
-  auto r2 = run(bin + "/" + base(single).substr(bin.size() + 1) + deterministic + " --train.update_freq 2 --resume " +
-                checkpoint);
+  auto r2 = run(base(single) + deterministic + " --train.update_freq 2 --resume " + checkpoint);
   ASSERT_EQ(r2.first, 0) << r2.second;
   for (const auto& dir : {ep1, single}) {
     const auto [worst, n] = compare(reference, losses(dir));
@@ -197,7 +176,7 @@ TEST(ParallelTraining, ResumeIsExactAndReshardsToOtherWorldSizes) {
 // hash routing); an SMoE run then continues in one process from the sharded checkpoint.
 TEST(ParallelTraining, EveryVariantRunsOnTwoRanks) {
   if (!MOE_WITH_GLOO) GTEST_SKIP() << "moe was built without Gloo";
-  const auto missing = corpus_missing();
+  const auto missing = moe::testing::default_corpus_missing();
   if (!missing.empty()) GTEST_SKIP() << "default corpus unavailable: " << missing;
   const std::string bin = moe::testing::kBinDir;
   const auto cache = moe::testing::scratch("parallel_cache");

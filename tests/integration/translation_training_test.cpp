@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "errors.h"
+#include "programs.h"
 #include "moe/data/corpus.h"
 #include "moe/eval/sacrebleu.h"
 #include "moe/train/checkpoint_file.h"
@@ -28,25 +29,9 @@ namespace {
 namespace fs = std::filesystem;
 using moe::testing::error_of;
 
-// The tiny config trains on the default corpus: German and French gettext catalogs (>= 10 each,
-// GettextCorpusOptions::min_catalogs) and msgunfmt. Machines whose image strips /usr/share/locale
-// skip these tests, as GettextCorpusTest.MachineCatalogs does.
-std::string default_corpus_missing() {
-  if (std::system("command -v msgunfmt >/dev/null 2>&1") != 0) return "msgunfmt is not installed";
-  for (const char* lang : {"de", "fr"}) {
-    const fs::path dir = fs::path("/usr/share/locale") / lang / "LC_MESSAGES";
-    int catalogs = 0;
-    std::error_code ec;
-    if (fs::is_directory(dir, ec))
-      for (const auto& e : fs::directory_iterator(dir, ec)) catalogs += e.path().extension() == ".mo";
-    if (catalogs < 10) return std::string("only ") + std::to_string(catalogs) + " gettext catalogs in " + dir.string();
-  }
-  return "";
-}
-
 #define SKIP_WITHOUT_DEFAULT_CORPUS()                                                \
   do {                                                                               \
-    static const std::string missing = default_corpus_missing();                     \
+    static const std::string missing = moe::testing::default_corpus_missing();                     \
     if (!missing.empty()) GTEST_SKIP() << "default corpus unavailable: " << missing; \
   } while (0)
 
@@ -72,16 +57,7 @@ std::string slurp(const std::string& path) {
   return s.str();
 }
 
-// Runs a shell command; returns (exit code, stdout+stderr).
-std::pair<int, std::string> run(const std::string& command) {
-  std::string output;
-  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return {-1, "popen failed"};
-  char buf[4096];
-  while (size_t n = std::fread(buf, 1, sizeof(buf), pipe)) output.append(buf, n);
-  const int status = ::pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
-}
+using moe::testing::run;
 
 std::string bin(const std::string& program) { return (fs::path(moe::testing::kBinDir) / program).string(); }
 

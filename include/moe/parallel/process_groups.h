@@ -6,6 +6,7 @@
 //                experts, whose gradients are summed over this group (size W/P; 1 when P = W).
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -19,6 +20,13 @@ struct ParallelGroups {
   std::shared_ptr<Communicator> expert_data;
   int expert_parallel_size() const { return expert ? expert->size() : 1; }
 };
+
+/// Parameter and state names: ExpertBank names experts by global id, so a name with an
+/// "experts.<id>." segment belongs to expert <id> (reduced over expert_data, sharded in checkpoints).
+/// Returns the id, or -1 for a non-expert name.
+int64_t expert_id_of(const std::string& name);
+/// `name` with its expert id replaced by `id` ("enc.ffn.experts.3.w1", 5 -> "enc.ffn.experts.5.w1").
+std::string with_expert_id(const std::string& name, int64_t id);
 
 /// Builds the groups over `world`; collective over every rank of it. Throws moe::Error naming
 /// `owner` when P < 1 or W is not divisible by P.

@@ -22,9 +22,6 @@ namespace moe {
 
 using NamedState = std::map<std::string, at::Tensor>;
 
-/// Global expert id of an entry named "...experts.<id>.<rest>", or -1 for a non-expert entry.
-int64_t expert_id_of(const std::string& name);
-
 /// Parameters and buffers of `module` by name (detached; not copied).
 NamedState module_state(const torch::nn::Module& module);
 /// Copies `state` into `module`'s parameters and buffers. Throws moe::Error naming `source` and the
@@ -45,9 +42,6 @@ NamedState load_sharded_state(const std::string& prefix, const std::function<boo
 /// Text stored as a uint8 tensor [bytes] (configs, tokenizers, tags in checkpoints), and back.
 at::Tensor string_tensor(const std::string& text);
 std::string tensor_string(const at::Tensor& bytes);
-
-/// `name` with its expert id replaced by `id` ("enc.ffn.experts.3.w1", 5 -> "enc.ffn.experts.5.w1").
-std::string with_expert_id(const std::string& name, int64_t id);
 
 /// "<prefix>.moeckpt" and "<prefix>.experts-<i>-of-<P>.moeckpt".
 std::string shared_state_path(const std::string& prefix);
