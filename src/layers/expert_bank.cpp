@@ -160,6 +160,7 @@ at::Tensor ExpertBankImpl::forward(const at::Tensor& packed, const at::Tensor& r
   }
   MOE_CHECK(total == packed.size(0), "ExpertBank: rows_per_expert sums to ", total, " but packed has ",
             packed.size(0), " rows");
+  if (packed.is_cuda()) return forward_grouped(packed, sizes);
   // split_with_sizes, not one narrow per expert: its backward is a single concatenation, whereas
   // each narrow's backward would materialise a full [N, d] gradient.
   auto segments = packed.split_with_sizes(sizes, 0);
@@ -169,6 +170,34 @@ at::Tensor ExpertBankImpl::forward(const at::Tensor& packed, const at::Tensor& r
   }
   if (outputs.empty()) return packed.new_zeros({0, options.ffn.d_model});
   return outputs.size() == 1 ? outputs.front() : at::cat(outputs, 0);
+}
+
+at::Tensor ExpertBankImpl::forward_grouped(const at::Tensor& packed, const std::vector<int64_t>& rows) {
+  namespace F = torch::nn::functional;
+  const FFNOptions& o = options.ffn;
+  // Stacked per matrix: [E, d, h] weights and [E, h] biases (undefined when the FFN has none).
+  auto stacked = [&](at::Tensor FFNImpl::*member) {
+    std::vector<at::Tensor> parts;
+    for (auto& e : experts_) parts.push_back((*e).*member);
+    return parts.front().defined() ? at::stack(parts) : at::Tensor();
+  };
+  auto x = packed.contiguous();
+  auto h = grouped_linear(x, stacked(&FFNImpl::w1), stacked(&FFNImpl::b1), rows, options.gemm);
+  switch (o.activation) {
+    case Activation::kRelu: h = at::relu(h); break;
+    case Activation::kGelu: h = at::gelu(h); break;
+    case Activation::kSwiGLU:
+      h = at::silu(h) * grouped_linear(x, stacked(&FFNImpl::w3), stacked(&FFNImpl::b3), rows, options.gemm);
+      break;
+  }
+  if (o.activation_dropout > 0) {
+    h = F::dropout(h, F::DropoutFuncOptions().p(o.activation_dropout).training(is_training()));
+  }
+  auto y = grouped_linear(h, stacked(&FFNImpl::w2), stacked(&FFNImpl::b2), rows, options.gemm);
+  if (o.output_dropout > 0) {
+    y = F::dropout(y, F::DropoutFuncOptions().p(o.output_dropout).training(is_training()));
+  }
+  return y;
 }
 
 }  // namespace moe

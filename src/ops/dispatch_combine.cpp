@@ -1,12 +1,17 @@
-// dispatch and combine: argument checks, device selection and the autograd wiring over the CPU
-// references (see moe/ops/dispatch_combine.h). The CUDA kernels plug in here (issue 5).
+// dispatch and combine: argument checks, device selection and the autograd wiring (see
+// moe/ops/dispatch_combine.h). CPU tensors, and fp64 on either device, run the ATen references;
+// fp32/bf16/fp16 CUDA tensors run the gather kernels of kernels/permute.cuh (CUDA tier).
 #include "moe/ops/dispatch_combine.h"
 
 #include <ATen/ATen.h>
 #include <torch/autograd.h>
 
+#include "moe/core/build_config.h"
 #include "moe/core/error.h"
 #include "ops/dispatch_combine_reference.h"
+#if MOE_WITH_CUDA
+#include "ops/cuda/ops_cuda.h"
+#endif
 
 namespace moe {
 namespace {
@@ -24,19 +29,40 @@ void check_floating_2d(const at::Tensor& t, const char* op, const char* name) {
   MOE_CHECK(t.dim() == 2, op, ": ", name, " must be 2-D, got shape ", t.sizes());
   MOE_CHECK(at::isFloatingType(t.scalar_type()), op, ": ", name, " must be floating, got ",
             t.scalar_type());
-  MOE_CHECK(t.device().is_cpu(), op, ": moe was built without CUDA support; ", name, " is on ",
-            t.device());
+  MOE_CHECK(t.device().is_cpu() || (MOE_WITH_CUDA && t.is_cuda()), op, ": moe was built without CUDA support; ",
+            name, " is on ", t.device());
 }
+
+void check_same_device(const at::Tensor& t, const at::Tensor& map, const char* op, const char* name) {
+  MOE_CHECK(t.device() == map.device(), op, ": ", name, " is on ", t.device(), " but the layout is on ",
+            map.device());
+}
+
+#if MOE_WITH_CUDA
+// The kernels take fp32/bf16/fp16 data (and fp32 weights); fp64 stays on the references.
+bool use_kernels(const at::Tensor& data, const at::Tensor& weight = at::Tensor()) {
+  const auto t = data.scalar_type();
+  return data.is_cuda() && (t == at::kFloat || t == at::kBFloat16 || t == at::kHalf) &&
+         (!weight.defined() || weight.scalar_type() != at::kDouble);
+}
+#endif
 
 struct DispatchFunction : public torch::autograd::Function<DispatchFunction> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& row_token,
                             const at::Tensor& slot_row) {
     ctx->save_for_backward({slot_row});
+#if MOE_WITH_CUDA
+    if (use_kernels(x)) return detail::cuda::gather_rows(x, row_token);
+#endif
     return detail::dispatch_reference(x, row_token);
   }
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
     auto slot_row = ctx->get_saved_variables()[0];
-    return {detail::dispatch_backward_reference(grads[0].contiguous(), slot_row), at::Tensor(), at::Tensor()};
+    auto grad = grads[0].contiguous();
+#if MOE_WITH_CUDA
+    if (use_kernels(grad)) return {detail::cuda::gather_sum(grad, slot_row, at::Tensor()), at::Tensor(), at::Tensor()};
+#endif
+    return {detail::dispatch_backward_reference(grad, slot_row), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -45,10 +71,19 @@ struct CombineFunction : public torch::autograd::Function<CombineFunction> {
                             const at::Tensor& slot_row, const at::Tensor& row_token,
                             const at::Tensor& row_slot) {
     ctx->save_for_backward({packed, weight, slot_row, row_token, row_slot});
+#if MOE_WITH_CUDA
+    if (use_kernels(packed, weight)) return detail::cuda::gather_sum(packed, slot_row, weight);
+#endif
     return detail::combine_reference(packed, slot_row, weight);
   }
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
     auto saved = ctx->get_saved_variables();
+#if MOE_WITH_CUDA
+    if (use_kernels(saved[0], saved[1])) {
+      auto [grad_packed, grad_weight] = detail::cuda::combine_backward(grads[0], saved[0], saved[2], saved[1]);
+      return {grad_packed, grad_weight.to(saved[1].scalar_type()), at::Tensor(), at::Tensor(), at::Tensor()};
+    }
+#endif
     auto [grad_packed, grad_weight] =
         detail::combine_backward_reference(grads[0].contiguous(), saved[0], saved[2], saved[3], saved[4], saved[1]);
     return {grad_packed, grad_weight, at::Tensor(), at::Tensor(), at::Tensor()};
@@ -62,6 +97,7 @@ at::Tensor dispatch(const at::Tensor& x, const DispatchLayout& layout) {
   check_floating_2d(x, "dispatch", "x");
   MOE_CHECK(x.size(0) == layout.num_tokens, "dispatch: x has ", x.size(0), " rows but the layout has ",
             layout.num_tokens, " tokens");
+  check_same_device(x, layout.row_token, "dispatch", "x");
   return DispatchFunction::apply(x, layout.row_token, layout.slot_row);
 }
 
@@ -73,6 +109,8 @@ at::Tensor combine(const at::Tensor& packed_out, const DispatchLayout& layout, c
             " rows but the layout has ", layout.num_rows());
   MOE_CHECK(weight.size(0) == layout.num_tokens && weight.size(1) == layout.top_k,
             "combine: weight must be [", layout.num_tokens, ", ", layout.top_k, "], got ", weight.sizes());
+  check_same_device(packed_out, layout.row_token, "combine", "packed_out");
+  check_same_device(weight, layout.row_token, "combine", "weight");
   return CombineFunction::apply(packed_out, weight, layout.slot_row, layout.row_token, layout.row_slot);
 }
 

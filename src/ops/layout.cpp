@@ -6,7 +6,11 @@
 
 #include <vector>
 
+#include "moe/core/build_config.h"
 #include "moe/core/error.h"
+#if MOE_WITH_CUDA
+#include "ops/cuda/ops_cuda.h"
+#endif
 
 namespace moe {
 
@@ -17,7 +21,7 @@ DispatchLayout build_layout(const at::Tensor& expert_index, int64_t num_experts,
             expert_index.sizes());
   MOE_CHECK(expert_index.scalar_type() == at::kLong, "build_layout: expert_index must be int64, got ",
             expert_index.scalar_type());
-  MOE_CHECK(expert_index.device().is_cpu(),
+  MOE_CHECK(expert_index.device().is_cpu() || (MOE_WITH_CUDA && expert_index.is_cuda()),
             "build_layout: moe was built without CUDA support; expert_index is on ", expert_index.device());
   MOE_CHECK(num_experts >= 1, "build_layout: num_experts must be >= 1, got ", num_experts);
   MOE_CHECK(capacity >= -1, "build_layout: capacity must be >= 0 or -1 (unlimited), got ", capacity);
@@ -28,9 +32,12 @@ DispatchLayout build_layout(const at::Tensor& expert_index, int64_t num_experts,
               expert_index.sizes(), ", got ", priority.sizes());
     MOE_CHECK(at::isFloatingType(priority.scalar_type()), "build_layout: priority must be floating, got ",
               priority.scalar_type());
-    MOE_CHECK(priority.device().is_cpu(), "build_layout: priority must be on the CPU like expert_index, got ",
-              priority.device());
+    MOE_CHECK(priority.device() == expert_index.device(), "build_layout: priority must be on expert_index's device ",
+              expert_index.device(), ", got ", priority.device());
   }
+#if MOE_WITH_CUDA
+  if (expert_index.is_cuda()) return detail::cuda::build_layout(expert_index, num_experts, capacity, priority);
+#endif
 
   auto ids_tensor = expert_index.contiguous();
   const int64_t* ids = ids_tensor.data_ptr<int64_t>();

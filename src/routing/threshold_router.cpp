@@ -18,22 +18,6 @@ void check_threshold(double threshold, const char* owner) {
 
 }  // namespace
 
-std::pair<at::Tensor, at::Tensor> threshold_select(const at::Tensor& probs, double threshold) {
-  check_threshold(threshold, "threshold_select");
-  MOE_CHECK(probs.dim() == 2, "threshold_select: probs must be [T, E], got ", probs.sizes());
-  const int64_t T = probs.size(0), E = probs.size(1);
-  auto [sorted, order] = probs.sort(/*stable=*/true, /*dim=*/1, /*descending=*/true);
-  // chosen[t, r] = cumsum before r < t (strict); rank 0 always.
-  auto before = sorted.cumsum(1) - sorted;
-  auto chosen = before.lt(threshold);
-  if (E > 0) chosen.select(1, 0).fill_(true);
-  const int64_t K = T == 0 ? 1 : std::max<int64_t>(1, chosen.sum(1).max().item<int64_t>());
-  auto keep = chosen.narrow(1, 0, K);
-  auto index = at::where(keep, order.narrow(1, 0, K), at::full({}, -1, order.options()));
-  auto weight = at::where(keep, sorted.narrow(1, 0, K), at::zeros({}, sorted.options()));
-  return {index, weight};
-}
-
 ThresholdRouterImpl::ThresholdRouterImpl(const RouterOptions& options) : RouterImpl(options) {
   options_.validate("ThresholdRouterOptions");
   check_threshold(options_.threshold, "ThresholdRouterOptions");
@@ -54,13 +38,11 @@ void ThresholdRouterImpl::set_threshold(double threshold) {
 RoutingPlan ThresholdRouterImpl::route_impl(const at::Tensor& hidden, const RoutingContext& /*context*/) {
   const int64_t T = hidden.size(0), E = options_.num_experts;
   auto logits = router_logits(hidden, weight);
-  auto probs = at::softmax(logits, -1);
-  at::Tensor index;
-  {
-    at::NoGradGuard no_grad;
-    const double t = (!is_training() && options_.eval_threshold > 0) ? options_.eval_threshold : options_.threshold;
-    index = threshold_select(probs.detach(), t).first;
-  }
+  const double t = (!is_training() && options_.eval_threshold > 0) ? options_.eval_threshold : options_.threshold;
+  // Fused softmax + selection on CUDA (moe/ops/router_epilogue.h), ATen elsewhere.
+  auto selection = softmax_threshold(logits, t);
+  auto probs = selection.probs;
+  auto index = selection.index;
   const int64_t K = index.size(1);
   RoutingPlan plan;
   plan.expert_index = index;

@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "moe/core/error.h"
+#include "moe/ops/router_epilogue.h"
 #include "moe/routing/losses.h"
 
 namespace moe {
@@ -41,16 +42,24 @@ RoutingPlan TopKRouterImpl::route_impl(const at::Tensor& hidden, const RoutingCo
     x = x * at::empty_like(x).uniform_(1.0 - options_.jitter, 1.0 + options_.jitter, generator_);
   }
   auto logits = router_logits(x, weight);  // [T, E], fp32 (fp64 for fp64)
-  auto probs = at::softmax(logits, -1);
-
-  auto top1 = probs.argmax(-1);  // [T], pre-capacity top-1
-  std::vector<at::Tensor> picks{top1.unsqueeze(1)};
-  if (K > 1) {
+  const bool sample = K > 1 && options_.second_expert_policy == SecondExpertPolicy::kSampling &&
+                      (training || options_.sample_in_eval);
+  at::Tensor probs, top1;
+  std::vector<at::Tensor> picks;
+  if (!sample) {
+    // Greedy: softmax and top-k fused on CUDA (moe/ops/router_epilogue.h); the same greedy order elsewhere.
+    auto selection = softmax_topk(logits, K);
+    probs = selection.probs;
+    picks.push_back(selection.index);
+    top1 = selection.index.select(1, 0);
+  } else {
+    probs = at::softmax(logits, -1);
+    top1 = probs.argmax(-1);  // [T], pre-capacity top-1
+    picks.push_back(top1.unsqueeze(1));
     at::NoGradGuard no_grad;
-    const bool sample = options_.second_expert_policy == SecondExpertPolicy::kSampling &&
-                        (training || options_.sample_in_eval);
-    // Greedy ranks the logits (fairseq), which stay distinct where a saturated fp32 softmax ties at 0.
-    auto scores = sample ? (logits.detach() + gumbel_noise(logits, generator_)) : logits.detach().clone();
+    // Sampling: argmax of logits + Gumbel noise with earlier picks masked (fairseq). Greedy (above)
+    // ranks the logits, which stay distinct where a saturated fp32 softmax ties at 0.
+    auto scores = logits.detach() + gumbel_noise(logits, generator_);
     const double neg_inf = -std::numeric_limits<double>::infinity();
     for (int64_t r = 1; r < K; ++r) {
       scores.scatter_(1, picks.back(), neg_inf);

@@ -10,6 +10,8 @@
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
 
+#include "moe/ops/grouped_gemm.h"
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -67,6 +69,9 @@ struct ExpertBankOptions {
   int64_t first_expert = 0;
   int64_t num_local_experts = -1;  ///< experts held here; -1 = all from first_expert to E-1
   ExpertInit init = ExpertInit::kIndependent;
+  /// How the experts run on CUDA: one grouped GEMM per weight over all segments (kAuto picks
+  /// at::_grouped_mm for bf16 on sm_90), or one GEMM per expert. The CPU always runs one per expert.
+  GroupedGemmBackend gemm = GroupedGemmBackend::kAuto;
 
   void validate(const std::string& owner = "ExpertBankOptions") const;
   int64_t local_count() const { return num_local_experts < 0 ? num_experts - first_expert : num_local_experts; }
@@ -80,7 +85,9 @@ class ExpertBankImpl : public torch::nn::Module {
 
   /// packed: [N, d] floating, rows grouped by local expert in order (DispatchLayout packing).
   /// rows_per_expert: [num_local_experts] int64 on the CPU, summing to N.
-  /// Returns [N, d]: each segment through its expert, one matmul chain per non-empty segment.
+  /// Returns [N, d]: each segment through its expert. CPU: one matmul chain per non-empty segment.
+  /// CUDA: the experts' weights stacked per matrix ([E, d, h]; a copy each call, differentiable) and
+  /// every matrix applied to all segments by grouped_linear (moe/ops/grouped_gemm.h).
   at::Tensor forward(const at::Tensor& packed, const at::Tensor& rows_per_expert);
 
   /// The expert with global id `global_id` (must be held by this bank).
@@ -89,6 +96,7 @@ class ExpertBankImpl : public torch::nn::Module {
   ExpertBankOptions options;
 
  private:
+  at::Tensor forward_grouped(const at::Tensor& packed, const std::vector<int64_t>& rows);
   std::vector<FFN> experts_;
   FFN scratch_{nullptr};  ///< a shard's stand-in for the experts it does not hold (initial draws only)
 };

@@ -14,6 +14,7 @@
 
 #include <torch/nn/pimpl.h>
 
+#include "moe/ops/router_epilogue.h"
 #include "moe/routing/router.h"
 
 namespace moe {
@@ -33,9 +34,7 @@ class ThresholdRouterImpl : public RouterImpl {
 };
 TORCH_MODULE(ThresholdRouter);
 
-/// The selection rule alone. probs: [T, E] floating, rows summing to 1. Returns (expert_index [T, K]
-/// int64 padded with -1, rank-sorted probabilities [T, K] with 0 in padded slots), K = the longest
-/// selection. Exposed for tests and analysis.
-std::pair<at::Tensor, at::Tensor> threshold_select(const at::Tensor& probs, double threshold);
+// The selection rule alone, threshold_select(probs, threshold), lives with the fused epilogue in
+// moe/ops/router_epilogue.h (included above).
 
 }  // namespace moe

@@ -1,0 +1,250 @@
+// Dispatch and combine kernels (see permute.cuh).
+#include "common/cuda_check.cuh"
+#include "common/vector_access.cuh"
+#include "permute.cuh"
+
+#include <algorithm>
+
+namespace moe::kernels {
+namespace {
+
+using detail::Convert;
+using detail::load_float;
+using detail::store_float;
+
+constexpr int kBlock = 256;
+constexpr int kMaxGrid = 1 << 30;
+
+// ---- row copy ------------------------------------------------------------------------------------
+// One group of G threads per row; V is the access type (16, 8, 4, 2 or 1 bytes).
+template <typename V>
+__global__ void __launch_bounds__(kBlock) gather_rows_kernel(const V* __restrict__ src, V* __restrict__ dst,
+                                                             const int64_t* __restrict__ index, int64_t rows,
+                                                             int64_t vectors, int group) {
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * (kBlock / group) + threadIdx.x / group;
+  if (row >= rows) return;
+  const int lane = threadIdx.x % group;
+  const V* in = src + index[row] * vectors;
+  V* out = dst + row * vectors;
+  int64_t v = lane;
+  // Four independent loads in flight before the first store.
+  for (; v + 3 * group < vectors; v += 4 * group) {
+    const V a = in[v], b = in[v + group], c = in[v + 2 * group], e = in[v + 3 * group];
+    out[v] = a;
+    out[v + group] = b;
+    out[v + 2 * group] = c;
+    out[v + 3 * group] = e;
+  }
+  for (; v < vectors; v += group) out[v] = in[v];
+}
+
+template <typename V>
+cudaError_t gather_rows_as(const void* src, void* dst, const int64_t* index, int64_t rows, int64_t row_bytes,
+                           cudaStream_t stream) {
+  const int64_t vectors = row_bytes / static_cast<int64_t>(sizeof(V));
+  const int group = detail::threads_per_row(vectors);
+  const int64_t blocks = (rows + kBlock / group - 1) / (kBlock / group);
+  if (blocks > kMaxGrid) return cudaErrorInvalidValue;
+  gather_rows_kernel<V><<<static_cast<unsigned>(blocks), kBlock, 0, stream>>>(
+      static_cast<const V*>(src), static_cast<V*>(dst), index, rows, vectors, group);
+  return cudaGetLastError();
+}
+
+// ---- weighted gather-sum -------------------------------------------------------------------------
+template <typename T, int N>
+__global__ void __launch_bounds__(kBlock) gather_sum_kernel(const T* __restrict__ src,
+                                                            const int64_t* __restrict__ slot_row,
+                                                            const float* __restrict__ weight, int64_t tokens,
+                                                            int top_k, int64_t d, T* __restrict__ out, int group) {
+  const int64_t t = static_cast<int64_t>(blockIdx.x) * (kBlock / group) + threadIdx.x / group;
+  if (t >= tokens) return;
+  const int lane = threadIdx.x % group;
+  const int64_t* rows = slot_row + t * top_k;
+  const float* w = weight ? weight + t * top_k : nullptr;
+  const int64_t vectors = d / N;
+  for (int64_t v = lane; v < vectors; v += group) {
+    float acc[N];
+#pragma unroll
+    for (int i = 0; i < N; ++i) acc[i] = 0.f;
+    for (int k = 0; k < top_k; ++k) {
+      const int64_t r = rows[k];
+      if (r < 0) continue;
+      const float scale = w ? w[k] : 1.f;
+      float x[N];
+      load_float<T, N>(src + r * d + v * N, x);
+#pragma unroll
+      for (int i = 0; i < N; ++i) acc[i] = fmaf(scale, x[i], acc[i]);
+    }
+    store_float<T, N>(out + t * d + v * N, acc);
+  }
+}
+
+template <typename T, int N>
+cudaError_t gather_sum_as(const void* src, const int64_t* slot_row, const float* weight, int64_t tokens,
+                          int64_t top_k, int64_t d, void* out, cudaStream_t stream) {
+  const int group = detail::threads_per_row(d / N);
+  const int64_t blocks = (tokens + kBlock / group - 1) / (kBlock / group);
+  if (blocks > kMaxGrid) return cudaErrorInvalidValue;
+  gather_sum_kernel<T, N><<<static_cast<unsigned>(blocks), kBlock, 0, stream>>>(
+      static_cast<const T*>(src), slot_row, weight, tokens, static_cast<int>(top_k), d, static_cast<T*>(out), group);
+  return cudaGetLastError();
+}
+
+// ---- combine backward ----------------------------------------------------------------------------
+// Slots are handled 8 at a time: the 8 partial dot products live in registers (compile-time indices)
+// while grad_out's row streams through once per 8 slots; then one reduction over the row's threads.
+constexpr int kSlotChunk = 8;
+
+template <typename T, int N>
+__global__ void __launch_bounds__(kBlock) combine_backward_kernel(
+    const T* __restrict__ grad_out, const T* __restrict__ src, const int64_t* __restrict__ slot_row,
+    const float* __restrict__ weight, int64_t tokens, int top_k, int64_t d, T* __restrict__ grad_src,
+    float* __restrict__ grad_weight, int group) {
+  __shared__ float partial[kBlock / 32][kSlotChunk];
+  const int rows_per_block = kBlock / group;
+  const int64_t t = static_cast<int64_t>(blockIdx.x) * rows_per_block + threadIdx.x / group;
+  const bool active = t < tokens;
+  const int lane = threadIdx.x % group;
+  const int warp = threadIdx.x / 32;
+  const int warps_per_row = group / 32;
+  const int64_t vectors = d / N;
+  const int64_t* rows = slot_row + (active ? t : 0) * top_k;
+  const float* w = weight + (active ? t : 0) * top_k;
+  for (int k0 = 0; k0 < top_k; k0 += kSlotChunk) {
+    float dot[kSlotChunk];
+    int64_t r[kSlotChunk];
+    float scale[kSlotChunk];
+#pragma unroll
+    for (int j = 0; j < kSlotChunk; ++j) {
+      dot[j] = 0.f;
+      r[j] = (active && k0 + j < top_k) ? rows[k0 + j] : -1;
+      scale[j] = r[j] >= 0 ? w[k0 + j] : 0.f;
+    }
+    if (active) {
+      for (int64_t v = lane; v < vectors; v += group) {
+        float g[N];
+        load_float<T, N>(grad_out + t * d + v * N, g);
+#pragma unroll
+        for (int j = 0; j < kSlotChunk; ++j) {
+          if (r[j] < 0) continue;
+          float x[N], o[N];
+          load_float<T, N>(src + r[j] * d + v * N, x);
+#pragma unroll
+          for (int i = 0; i < N; ++i) {
+            dot[j] = fmaf(g[i], x[i], dot[j]);
+            o[i] = scale[j] * g[i];
+          }
+          store_float<T, N>(grad_src + r[j] * d + v * N, o);
+        }
+      }
+    }
+    // Reduce the partial dots over the row's threads: within each warp by shuffles, then across the
+    // row's warps through shared memory (groups are whole warps, so every lane takes part).
+#pragma unroll
+    for (int j = 0; j < kSlotChunk; ++j) {
+      for (int off = 16; off > 0; off >>= 1) dot[j] += __shfl_xor_sync(0xffffffffu, dot[j], off);
+    }
+    if (warps_per_row > 1) {
+      if (threadIdx.x % 32 == 0) {
+#pragma unroll
+        for (int j = 0; j < kSlotChunk; ++j) partial[warp][j] = dot[j];
+      }
+      __syncthreads();
+      if (lane == 0) {
+        const int first = warp;  // lane 0 of a row is in the row's first warp
+#pragma unroll
+        for (int j = 0; j < kSlotChunk; ++j) {
+          float s = 0.f;
+          for (int q = 0; q < warps_per_row; ++q) s += partial[first + q][j];
+          dot[j] = s;
+        }
+      }
+      __syncthreads();
+    }
+    if (active && lane == 0) {
+      for (int j = 0; j < kSlotChunk && k0 + j < top_k; ++j) {
+        grad_weight[t * top_k + k0 + j] = r[j] >= 0 ? dot[j] : 0.f;
+      }
+    }
+  }
+}
+
+template <typename T, int N>
+cudaError_t combine_backward_as(const void* grad_out, const void* src, const int64_t* slot_row, const float* weight,
+                                int64_t tokens, int64_t top_k, int64_t d, void* grad_src, float* grad_weight,
+                                cudaStream_t stream) {
+  const int group = detail::threads_per_row(d / N);
+  const int64_t blocks = (tokens + kBlock / group - 1) / (kBlock / group);
+  if (blocks > kMaxGrid) return cudaErrorInvalidValue;
+  combine_backward_kernel<T, N><<<static_cast<unsigned>(blocks), kBlock, 0, stream>>>(
+      static_cast<const T*>(grad_out), static_cast<const T*>(src), slot_row, weight, tokens, static_cast<int>(top_k),
+      d, static_cast<T*>(grad_src), grad_weight, group);
+  return cudaGetLastError();
+}
+
+// 16-byte packs when d and every base pointer allow them, else one element at a time.
+template <typename T>
+bool can_pack16(int64_t d, std::initializer_list<const void*> pointers) {
+  constexpr int64_t n = 16 / sizeof(T);
+  if (d % n != 0) return false;
+  for (const void* p : pointers)
+    if (p && !detail::aligned_to(p, 16)) return false;
+  return true;
+}
+
+template <typename Fn>
+cudaError_t by_dtype(DType dtype, Fn&& fn) {
+  switch (dtype) {
+    case DType::kFloat32: return fn(float{});
+    case DType::kBFloat16: return fn(__nv_bfloat16{});
+    case DType::kFloat16: return fn(__half{});
+  }
+  return cudaErrorInvalidValue;
+}
+
+}  // namespace
+
+cudaError_t launch_gather_rows(const void* src, void* dst, const int64_t* index, int64_t rows, int64_t row_bytes,
+                               cudaStream_t stream) {
+  if (rows < 0 || row_bytes < 0) return cudaErrorInvalidValue;
+  if (rows == 0 || row_bytes == 0) return cudaSuccess;
+  auto fits = [&](int64_t width) {
+    return row_bytes % width == 0 && detail::aligned_to(src, width) && detail::aligned_to(dst, width);
+  };
+  if (fits(16)) return gather_rows_as<uint4>(src, dst, index, rows, row_bytes, stream);
+  if (fits(8)) return gather_rows_as<uint2>(src, dst, index, rows, row_bytes, stream);
+  if (fits(4)) return gather_rows_as<uint32_t>(src, dst, index, rows, row_bytes, stream);
+  if (fits(2)) return gather_rows_as<uint16_t>(src, dst, index, rows, row_bytes, stream);
+  return gather_rows_as<uint8_t>(src, dst, index, rows, row_bytes, stream);
+}
+
+cudaError_t launch_gather_sum(DType dtype, const void* src, const int64_t* slot_row, const float* weight,
+                              int64_t tokens, int64_t top_k, int64_t d, void* out, cudaStream_t stream) {
+  if (tokens < 0 || top_k < 0 || d < 0) return cudaErrorInvalidValue;
+  if (tokens == 0 || d == 0) return cudaSuccess;
+  return by_dtype(dtype, [&](auto zero) -> cudaError_t {
+    using T = decltype(zero);
+    constexpr int kPack = 16 / sizeof(T);
+    if (can_pack16<T>(d, {src, out}))
+      return gather_sum_as<T, kPack>(src, slot_row, weight, tokens, top_k, d, out, stream);
+    return gather_sum_as<T, 1>(src, slot_row, weight, tokens, top_k, d, out, stream);
+  });
+}
+
+cudaError_t launch_combine_backward(DType dtype, const void* grad_out, const void* src, const int64_t* slot_row,
+                                    const float* weight, int64_t tokens, int64_t top_k, int64_t d, void* grad_src,
+                                    float* grad_weight, cudaStream_t stream) {
+  if (tokens < 0 || top_k < 0 || d < 0) return cudaErrorInvalidValue;
+  if (tokens == 0 || top_k == 0) return cudaSuccess;
+  return by_dtype(dtype, [&](auto zero) -> cudaError_t {
+    using T = decltype(zero);
+    constexpr int kPack = 16 / sizeof(T);
+    if (can_pack16<T>(d, {grad_out, src, grad_src}))
+      return combine_backward_as<T, kPack>(grad_out, src, slot_row, weight, tokens, top_k, d, grad_src, grad_weight,
+                                           stream);
+    return combine_backward_as<T, 1>(grad_out, src, slot_row, weight, tokens, top_k, d, grad_src, grad_weight,
+                                     stream);
+  });
+}
+
+}  // namespace moe::kernels
