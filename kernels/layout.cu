@@ -86,7 +86,10 @@ __global__ void priority_keys_kernel(const double* __restrict__ priority, int64_
   for (int64_t f = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; f < n;
        f += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t k = f / T, t = f - k * T;
-    keys[f] = priority[t * K + k];
+    // One NaN (positive, canonical) so that every NaN sorts last and stays in FCFS order, as in
+    // torch.sort; CUB would order NaNs by sign and payload.
+    const double p = priority[t * K + k];
+    keys[f] = isnan(p) ? __longlong_as_double(0x7ff8000000000000LL) : p;
     order[f] = static_cast<int32_t>(f);
   }
 }

@@ -51,6 +51,39 @@ cudaError_t gather_rows_as(const void* src, void* dst, const int64_t* index, int
 }
 
 // ---- weighted gather-sum -------------------------------------------------------------------------
+// Each thread sums kUnroll packs of its row at once, so kUnroll·K independent loads are in flight
+// before the first accumulation; the remainder of the row runs one pack at a time.
+constexpr int kUnroll = 4;
+
+template <typename T, int N>
+__device__ __forceinline__ void gather_sum_packs(const T* __restrict__ src, const int64_t* __restrict__ rows,
+                                                 const float* __restrict__ w, int top_k, int64_t d, int64_t v0,
+                                                 int64_t step, int count, T* __restrict__ out_row) {
+  float acc[kUnroll][N];
+#pragma unroll
+  for (int u = 0; u < kUnroll; ++u)
+#pragma unroll
+    for (int i = 0; i < N; ++i) acc[u][i] = 0.f;
+  for (int k = 0; k < top_k; ++k) {
+    const int64_t r = rows[k];
+    if (r < 0) continue;
+    const float scale = w ? w[k] : 1.f;
+    const T* in = src + r * d;
+    float x[kUnroll][N];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u)
+      if (u < count) load_float<T, N>(in + (v0 + u * step) * N, x[u]);
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u)
+      if (u < count)
+#pragma unroll
+        for (int i = 0; i < N; ++i) acc[u][i] = fmaf(scale, x[u][i], acc[u][i]);
+  }
+#pragma unroll
+  for (int u = 0; u < kUnroll; ++u)
+    if (u < count) store_float<T, N>(out_row + (v0 + u * step) * N, acc[u]);
+}
+
 template <typename T, int N>
 __global__ void __launch_bounds__(kBlock) gather_sum_kernel(const T* __restrict__ src,
                                                             const int64_t* __restrict__ slot_row,
@@ -62,21 +95,12 @@ __global__ void __launch_bounds__(kBlock) gather_sum_kernel(const T* __restrict_
   const int64_t* rows = slot_row + t * top_k;
   const float* w = weight ? weight + t * top_k : nullptr;
   const int64_t vectors = d / N;
-  for (int64_t v = lane; v < vectors; v += group) {
-    float acc[N];
-#pragma unroll
-    for (int i = 0; i < N; ++i) acc[i] = 0.f;
-    for (int k = 0; k < top_k; ++k) {
-      const int64_t r = rows[k];
-      if (r < 0) continue;
-      const float scale = w ? w[k] : 1.f;
-      float x[N];
-      load_float<T, N>(src + r * d + v * N, x);
-#pragma unroll
-      for (int i = 0; i < N; ++i) acc[i] = fmaf(scale, x[i], acc[i]);
-    }
-    store_float<T, N>(out + t * d + v * N, acc);
+  T* out_row = out + t * d;
+  int64_t v = lane;
+  for (; v + (kUnroll - 1) * group < vectors; v += kUnroll * group) {
+    gather_sum_packs<T, N>(src, rows, w, top_k, d, v, group, kUnroll, out_row);
   }
+  for (; v < vectors; v += group) gather_sum_packs<T, N>(src, rows, w, top_k, d, v, group, 1, out_row);
 }
 
 template <typename T, int N>

@@ -46,17 +46,29 @@ __device__ __forceinline__ void load_softmax(const float* __restrict__ logits, i
   }
 }
 
-// Warp argmax of `key` over the experts not yet taken; ties go to the lower expert id. Every lane
-// returns the winner; the owning lane marks it taken.
+// a ranks before b: larger first, NaN above everything (torch.argmax's order), then the lower id.
+// kNone (no candidate) ranks after every expert, so an untaken expert is always chosen, -inf too.
+constexpr int kNone = 0x7fffffff;
+__device__ __forceinline__ bool ranks_before(float a, int ea, float b, int eb) {
+  if (ea == kNone) return false;
+  if (eb == kNone) return true;
+  const bool na = isnan(a), nb = isnan(b);
+  if (na != nb) return na;
+  if (!na && a != b) return a > b;
+  return ea < eb;
+}
+
+// Warp argmax over the experts not yet taken, by logit (kByProb = false) or probability; every lane
+// returns the winner and its probability, and the owning lane marks it taken.
 template <bool kByProb>
 __device__ __forceinline__ int take_best(TokenRow& row, int lane, float* best_prob) {
-  float best = -FLT_MAX;
-  int best_e = 0x7fffffff;
+  float best = 0.f;
+  int best_e = kNone;
 #pragma unroll
   for (int i = 0; i < kPerLane; ++i) {
     const float v = kByProb ? row.prob[i] : row.logit[i];
     const int e = lane + 32 * i;
-    if (!row.taken[i] && (v > best || (v == best && e < best_e))) {
+    if (!row.taken[i] && ranks_before(v, e, best, best_e)) {
       best = v;
       best_e = e;
     }
@@ -64,7 +76,7 @@ __device__ __forceinline__ int take_best(TokenRow& row, int lane, float* best_pr
   for (int off = 16; off > 0; off >>= 1) {
     const float ov = __shfl_xor_sync(0xffffffffu, best, off);
     const int oe = __shfl_xor_sync(0xffffffffu, best_e, off);
-    if (ov > best || (ov == best && oe < best_e)) {
+    if (ranks_before(ov, oe, best, best_e)) {
       best = ov;
       best_e = oe;
     }

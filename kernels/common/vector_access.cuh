@@ -40,12 +40,35 @@ __device__ __forceinline__ void load_float(const T* __restrict__ p, float (&out)
   for (int i = 0; i < N; ++i) out[i] = Convert<T>::to_float(pack.v[i]);
 }
 
+// Two 16-bit values packed into one 32-bit word (round to nearest even), low half first.
+template <typename T>
+__device__ __forceinline__ uint32_t pack_pair(float lo, float hi);
+template <>
+__device__ __forceinline__ uint32_t pack_pair<__nv_bfloat16>(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&v);
+}
+template <>
+__device__ __forceinline__ uint32_t pack_pair<__half>(float lo, float hi) {
+  const __half2 v = __floats2half2_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&v);
+}
+
 template <typename T, int N>
 __device__ __forceinline__ void store_float(T* __restrict__ p, const float (&in)[N]) {
-  Pack<T, N> pack;
+  if constexpr (sizeof(T) == 2 && N % 2 == 0) {
+    // Built as 32-bit words so that the compiler emits one N·2-byte store (it splits a pack of
+    // 16-bit elements into narrower stores otherwise).
+    Pack<uint32_t, N / 2> words;
 #pragma unroll
-  for (int i = 0; i < N; ++i) pack.v[i] = Convert<T>::from_float(in[i]);
-  *reinterpret_cast<Pack<T, N>*>(p) = pack;
+    for (int i = 0; i < N / 2; ++i) words.v[i] = pack_pair<T>(in[2 * i], in[2 * i + 1]);
+    *reinterpret_cast<Pack<uint32_t, N / 2>*>(p) = words;
+  } else {
+    Pack<T, N> pack;
+#pragma unroll
+    for (int i = 0; i < N; ++i) pack.v[i] = Convert<T>::from_float(in[i]);
+    *reinterpret_cast<Pack<T, N>*>(p) = pack;
+  }
 }
 
 /// Threads that work on one row: a warp for short rows, up to 256 for long ones. Rows per 256-thread

@@ -8,6 +8,7 @@
 
 #include "moe/core/build_config.h"
 #include "moe/core/error.h"
+#include "ops/device_check.h"
 #include "ops/dispatch_combine_reference.h"
 #if MOE_WITH_CUDA
 #include "ops/cuda/ops_cuda.h"
@@ -29,8 +30,7 @@ void check_floating_2d(const at::Tensor& t, const char* op, const char* name) {
   MOE_CHECK(t.dim() == 2, op, ": ", name, " must be 2-D, got shape ", t.sizes());
   MOE_CHECK(at::isFloatingType(t.scalar_type()), op, ": ", name, " must be floating, got ",
             t.scalar_type());
-  MOE_CHECK(t.device().is_cpu() || (MOE_WITH_CUDA && t.is_cuda()), op, ": moe was built without CUDA support; ",
-            name, " is on ", t.device());
+  detail::check_op_device(t, op, name);
 }
 
 void check_same_device(const at::Tensor& t, const at::Tensor& map, const char* op, const char* name) {

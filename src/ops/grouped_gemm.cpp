@@ -9,6 +9,7 @@
 #include "moe/core/logging.h"
 #include "moe/core/build_config.h"
 #include "moe/core/error.h"
+#include "ops/device_check.h"
 #if MOE_WITH_CUDA
 #include "ops/cuda/ops_cuda.h"
 #endif
@@ -49,6 +50,8 @@ at::Tensor grouped_or_fallback(bool use_grouped, A&& grouped, B&& per_group) {
   if (use_grouped) {
     try {
       return grouped();
+    } catch (const c10::AcceleratorError&) {
+      throw;  // a device fault is not a rejected operand
     } catch (const c10::Error& e) {
       if (g_fallbacks.fetch_add(1) == 0) {
         log_warn(std::string("grouped_linear: at::_grouped_mm rejected the operands; using one GEMM per "
@@ -125,9 +128,10 @@ struct GroupedLinearFunction : public torch::autograd::Function<GroupedLinearFun
     at::Tensor db;
     if (has_bias) {
       db = at::zeros({w.size(0), w.size(2)}, w.options());
+      const auto acc = dy.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
       for (size_t e = 0; e < rows.size(); ++e) {
         if (rows[e] == 0) continue;
-        db[static_cast<int64_t>(e)].copy_(dy.narrow(0, g.starts[e], rows[e]).sum(0, false, at::kFloat));
+        db[static_cast<int64_t>(e)].copy_(dy.narrow(0, g.starts[e], rows[e]).sum(0, false, acc));
       }
     }
     return {dx, dw, db, at::Tensor(), at::Tensor()};
@@ -155,7 +159,7 @@ std::string to_string(GroupedGemmBackend backend) {
 GroupedGemmBackend resolve_grouped_gemm_backend(const at::Tensor& x, const at::Tensor& weight) {
 #if MOE_WITH_CUDA
   if (x.is_cuda() && x.scalar_type() == at::kBFloat16 && weight.scalar_type() == at::kBFloat16 &&
-      x.size(1) % 8 == 0 && weight.size(2) % 8 == 0 && detail::cuda::compute_capability_major(x) == 9) {
+      x.size(1) % 8 == 0 && weight.size(2) % 8 == 0 && (detail::cuda::compute_capability_major(x) == 9 || detail::cuda::compute_capability_major(x) == 10)) {
     return GroupedGemmBackend::kGroupedMM;
   }
 #else
@@ -175,6 +179,7 @@ at::Tensor grouped_linear(const at::Tensor& x, const at::Tensor& weight, const a
             x.size(1), ", out], got ", weight.defined() ? weight.sizes() : at::IntArrayRef{});
   MOE_CHECK(weight.scalar_type() == x.scalar_type() && weight.device() == x.device(), "grouped_linear: weight is ",
             weight.scalar_type(), " on ", weight.device(), " but x is ", x.scalar_type(), " on ", x.device());
+  detail::check_op_device(x, "grouped_linear", "x");
   const int64_t G = weight.size(0);
   MOE_CHECK(static_cast<int64_t>(group_rows.size()) == G, "grouped_linear: group_rows has ", group_rows.size(),
             " entries but weight has ", G, " groups");
@@ -189,8 +194,6 @@ at::Tensor grouped_linear(const at::Tensor& x, const at::Tensor& weight, const a
               G, ", ", weight.size(2), "], got ", bias.sizes());
   }
   if (backend == GroupedGemmBackend::kAuto) backend = resolve_grouped_gemm_backend(x, weight);
-  MOE_CHECK(backend != GroupedGemmBackend::kGroupedMM || x.is_cuda(),
-            "grouped_linear: the grouped_mm backend needs CUDA tensors, got ", x.device());
   return GroupedLinearFunction::apply(x.contiguous(), weight, bias, group_rows,
                                       backend == GroupedGemmBackend::kGroupedMM);
 }

@@ -8,6 +8,7 @@
 
 #include "moe/core/build_config.h"
 #include "moe/core/error.h"
+#include "ops/device_check.h"
 #if MOE_WITH_CUDA
 #include "ops/cuda/ops_cuda.h"
 #endif
@@ -21,8 +22,7 @@ DispatchLayout build_layout(const at::Tensor& expert_index, int64_t num_experts,
             expert_index.sizes());
   MOE_CHECK(expert_index.scalar_type() == at::kLong, "build_layout: expert_index must be int64, got ",
             expert_index.scalar_type());
-  MOE_CHECK(expert_index.device().is_cpu() || (MOE_WITH_CUDA && expert_index.is_cuda()),
-            "build_layout: moe was built without CUDA support; expert_index is on ", expert_index.device());
+  detail::check_op_device(expert_index, "build_layout", "expert_index");
   MOE_CHECK(num_experts >= 1, "build_layout: num_experts must be >= 1, got ", num_experts);
   MOE_CHECK(capacity >= -1, "build_layout: capacity must be >= 0 or -1 (unlimited), got ", capacity);
   const int64_t T = expert_index.size(0);

@@ -9,6 +9,7 @@
 
 #include "moe/core/build_config.h"
 #include "moe/core/error.h"
+#include "ops/device_check.h"
 #if MOE_WITH_CUDA
 #include "ops/cuda/ops_cuda.h"
 #endif
@@ -21,6 +22,7 @@ void check_logits(const at::Tensor& logits, const char* op) {
             logits.defined() ? logits.sizes() : at::IntArrayRef{});
   MOE_CHECK(at::isFloatingType(logits.scalar_type()), op, ": logits must be floating, got ", logits.scalar_type());
   MOE_CHECK(logits.size(1) >= 1, op, ": logits must have at least one expert column");
+  detail::check_op_device(logits, op, "logits");
 }
 
 void check_threshold(double threshold, const char* op) {
@@ -83,8 +85,11 @@ RouterSelection softmax_topk(const at::Tensor& logits, int64_t k) {
   RouterSelection s;
   s.probs = at::softmax(logits, -1);
   at::NoGradGuard no_grad;
-  // The greedy loop (argmax takes the first of equal values): ties go to the lower expert id.
-  auto scores = logits.detach().clone();
+  // The greedy loop (argmax takes the first of equal values): ties go to the lower expert id. -inf
+  // logits are raised to the lowest finite value, so that masked picks (-inf) always lose.
+  const double lowest = logits.scalar_type() == at::kDouble ? std::numeric_limits<double>::lowest()
+                                                            : std::numeric_limits<float>::lowest();
+  auto scores = logits.detach().clamp_min(lowest);
   std::vector<at::Tensor> picks;
   for (int64_t r = 0; r < k; ++r) {
     if (r > 0) scores.scatter_(1, picks.back(), -std::numeric_limits<double>::infinity());

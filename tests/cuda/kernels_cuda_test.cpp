@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <limits>
 #include <random>
 
 #include "layout.cuh"
@@ -287,6 +288,25 @@ TEST(RouterEpilogueKernel_CUDA, SoftmaxTopKMatchesTheGreedyLoop) {
     CUDA_OK(cudaDeviceSynchronize());
     EXPECT_TRUE(all_close(probs.download({c.T, c.E}, at::kFloat), ref.probs, {1e-6, 1e-5}, c.T > 0));
     EXPECT_TRUE(at::equal(index.download({c.T, c.K}, at::kLong), ref.index));
+  }
+  // Masked experts (-inf) and NaN logits: the selection still names k distinct experts in range, in
+  // the CPU loop's order (NaN first, as argmax ranks it; then the larger logit; ties to the lower id).
+  {
+    const float inf = std::numeric_limits<float>::infinity();
+    auto masked = at::full({4, 8}, -inf);
+    masked[0][5] = 1.f;                                    // one finite logit, k = 3
+    masked[1][2] = std::numeric_limits<float>::quiet_NaN();  // a NaN among -inf
+    masked[2].fill_(2.f);                                  // all tied
+    masked[3][7] = 0.5f;
+    masked[3][1] = 0.5f;
+    const auto ref = softmax_topk(masked, 3);
+    DeviceBuffer d_masked(masked), probs(4 * 8 * 4), index(4 * 3 * 8);
+    index.poison_int();
+    CUDA_OK(k::launch_softmax_topk(d_masked.as<float>(), 4, 8, 3, probs.as<float>(), index.as<int64_t>(), nullptr));
+    CUDA_OK(cudaDeviceSynchronize());
+    auto got = index.download({4, 3}, at::kLong);
+    EXPECT_TRUE(at::equal(got, ref.index)) << got << "\n" << ref.index;
+    EXPECT_TRUE(at::equal(ref.index[0], at::tensor(std::vector<int64_t>{5, 0, 1}, at::kLong)));
   }
   // Ties go to the lower expert id.
   auto tied = at::zeros({3, 16});

@@ -95,8 +95,8 @@ TEST(DispatchCombine_CUDA, AutogradMatchesTheCpuInEveryDtype) {
     auto w = at::rand({T, K}, gen);
     auto dy = at::randn({T, d}, gen).to(dtype);
     auto run = [&](const DispatchLayout& layout, at::Device dev) {
-      auto xi = x.to(dev).requires_grad_(true);
-      auto wi = w.to(dev).requires_grad_(true);
+      auto xi = x.to(dev).detach().requires_grad_(true);
+      auto wi = w.to(dev).detach().requires_grad_(true);
       auto packed = dispatch(xi, layout);
       auto y = combine(packed * 2 + 1, layout, wi);  // a stand-in expert between the two
       y.backward(dy.to(dev));
@@ -118,7 +118,7 @@ TEST(RouterEpilogue_CUDA, FusedSelectionAndSoftmaxGradientMatchTheCpu) {
   auto g = at::randn({2048, 64}, gen);
   for (int mode = 0; mode < 2; ++mode) {
     auto run = [&](at::Device dev) {
-      auto l = logits.to(dev).requires_grad_(true);
+      auto l = logits.to(dev).detach().requires_grad_(true);
       auto s = mode == 0 ? softmax_topk(l, 8) : softmax_threshold(l, 0.9);
       (s.probs * g.to(dev)).sum().backward();
       return std::vector<at::Tensor>{s.probs.detach().cpu(), s.index.cpu(), l.grad().cpu()};
@@ -127,7 +127,13 @@ TEST(RouterEpilogue_CUDA, FusedSelectionAndSoftmaxGradientMatchTheCpu) {
     auto ref = run(at::kCPU);
     auto got = run(kGpu);
     EXPECT_TRUE(all_close(got[0], ref[0], {1e-6, 1e-5}));
-    EXPECT_TRUE(at::equal(got[1], ref[1])) << "mode " << mode;
+    if (mode == 0) {
+      EXPECT_TRUE(at::equal(got[1], ref[1]));
+    } else {
+      // The two softmaxes differ in the last bits, which may move a token's 0.9 crossing: the rule
+      // is checked on the GPU's own probabilities.
+      EXPECT_TRUE(at::equal(got[1], threshold_select(got[0], 0.9).first));
+    }
     EXPECT_TRUE(all_close(got[2], ref[2], {1e-6, 1e-5}));
   }
 }
@@ -144,9 +150,9 @@ TEST(GroupedLinear_CUDA, BothBackendsMatchFloat64WithEmptyGroups) {
   auto b = at::randn({G, out}, gen);
   auto dy = at::randn({N, out}, gen);
   auto run = [&](at::Device dev, c10::ScalarType dtype, GroupedGemmBackend backend) {
-    auto xi = x.to(dev, dtype).requires_grad_(true);
-    auto wi = w.to(dev, dtype).requires_grad_(true);
-    auto bi = b.to(dev, dtype).requires_grad_(true);
+    auto xi = x.to(dev, dtype).detach().requires_grad_(true);
+    auto wi = w.to(dev, dtype).detach().requires_grad_(true);
+    auto bi = b.to(dev, dtype).detach().requires_grad_(true);
     auto y = grouped_linear(xi, wi, bi, rows, backend);
     y.backward(dy.to(dev, dtype));
     return std::vector<at::Tensor>{y.detach().cpu().to(at::kDouble), xi.grad().cpu().to(at::kDouble),
@@ -209,7 +215,7 @@ TEST(MoELayer_CUDA, ForwardAndBackwardMatchTheCpuForEveryRouter) {
       auto dy = at::randn({T, 32}, gen);
       auto run = [&](MoELayer& layer, at::Device dev) {
         layer->zero_grad();
-        auto xi = x.to(dev).requires_grad_(true);
+        auto xi = x.to(dev).detach().requires_grad_(true);
         auto out = layer->forward(xi, token_ids.to(dev));
         ((out.output * dy.to(dev)).sum() + out.stats.total_aux_loss().to(dev)).backward();
         std::vector<at::Tensor> r{out.output.detach().cpu(), xi.grad().cpu()};
