@@ -216,7 +216,7 @@ at::Tensor index_layer(const at::Tensor& x, const at::Tensor& router_w, const Ex
   auto gates = std::get<0>(topk);
   gates = gates / gates.sum(-1, true);
   auto flat = std::get<1>(topk).reshape({-1});
-  auto order = std::get<1>(flat.sort(/*stable=*/true));
+  auto order = std::get<1>(flat.sort(/*stable=*/true, /*dim=*/0, /*descending=*/false));
   auto tokens = at::floor_divide(order, K);
   auto counts = at::bincount(flat, {}, E).cpu();
   std::vector<int64_t> sizes(counts.data_ptr<int64_t>(), counts.data_ptr<int64_t>() + E);
@@ -228,38 +228,70 @@ at::Tensor index_layer(const at::Tensor& x, const at::Tensor& router_w, const Ex
   return at::zeros_like(x).index_add(0, tokens, out);
 }
 
-void bench_layer(const Ceilings&, int64_t T, int64_t d, int64_t h, int64_t E, int64_t K) {
+struct LayerRig {
+  moe::MoELayer layer{nullptr};
+  Experts ex;
+  at::Tensor router_w;
+};
+
+// The layer (SwiGLU experts without biases, greedy top-k) and the same weights for the baselines.
+LayerRig make_rig(at::Device dev, c10::ScalarType dtype, int64_t d, int64_t h, int64_t E, int64_t K, bool drop) {
   torch::manual_seed(0);
   moe::MoELayerOptions o(d, E, h, K);
   o.router_options.second_expert_policy = moe::SecondExpertPolicy::kGreedy;
   o.router_options.capacity.capacity_factor = 1.25;
+  o.router_options.capacity.drop_tokens = drop;
   o.experts.ffn.activation = moe::Activation::kSwiGLU;
   o.experts.ffn.fc1_bias = false;
   o.experts.ffn.fc2_bias = false;
-  moe::MoELayer layer(o);
-  layer->to(kGpu, at::kBFloat16);
-  auto opts = at::TensorOptions().dtype(at::kBFloat16).device(kGpu);
-  Experts ex;
+  LayerRig rig;
+  rig.layer = moe::MoELayer(o);
+  rig.layer->to(dev, dtype);
   std::vector<at::Tensor> w1, w3, w2;
   for (int64_t e = 0; e < E; ++e) {
-    auto f = layer->experts->expert(e);
+    auto f = rig.layer->experts->expert(e);
     w1.push_back(f->w1);
     w3.push_back(f->w3);
     w2.push_back(f->w2);
   }
-  ex.w1 = at::stack(w1).detach().requires_grad_(true);
-  ex.w3 = at::stack(w3).detach().requires_grad_(true);
-  ex.w2 = at::stack(w2).detach().requires_grad_(true);
-  auto router_w = layer->router->named_parameters()["weight"].detach().clone().requires_grad_(true);
+  rig.ex.w1 = at::stack(w1).detach().requires_grad_(true);
+  rig.ex.w3 = at::stack(w3).detach().requires_grad_(true);
+  rig.ex.w2 = at::stack(w2).detach().requires_grad_(true);
+  rig.router_w = rig.layer->router->named_parameters()["weight"].detach().clone().requires_grad_(true);
+  return rig;
+}
+
+// Correctness before timing: without drops the three formulations compute the same function.
+void check_layer(at::Device dev, c10::ScalarType dtype, int64_t d, int64_t h, int64_t E, int64_t K) {
+  const int64_t T = 256;
+  auto rig = make_rig(dev, dtype, d, h, E, K, /*drop=*/false);
+  at::NoGradGuard no_grad;
+  auto x = at::randn({T, d}, at::TensorOptions().dtype(dtype).device(dev));
+  auto y = rig.layer->forward(x).output.to(at::kFloat);
+  auto y_einsum = einsum_layer(x, rig.router_w, rig.ex, K, T).to(at::kFloat);
+  auto y_index = index_layer(x, rig.router_w, rig.ex, K).to(at::kFloat);
+  const double scale = y.abs().max().item<double>();
+  const double tol = (dtype == at::kFloat ? 1e-4 : 3e-2) * scale;
+  const double e1 = max_abs_diff(y, y_einsum), e2 = max_abs_diff(y, y_index);
+  std::printf("layer check d=%lld E=%lld k=%lld %s: max |moe - einsum| = %.3g, |moe - index| = %.3g (max |y| %.3g)\n",
+              static_cast<long long>(d), static_cast<long long>(E), static_cast<long long>(K),
+              c10::toString(dtype), e1, e2, scale);
+  require(scale > 0 && e1 <= tol && e2 <= tol, "the MoE layer and the baselines disagree");
+}
+
+void bench_layer(const Ceilings&, int64_t T, int64_t d, int64_t h, int64_t E, int64_t K) {
+  check_layer(kGpu, at::kBFloat16, d, h, E, K);
+  auto rig = make_rig(kGpu, at::kBFloat16, d, h, E, K, /*drop=*/true);
+  auto opts = at::TensorOptions().dtype(at::kBFloat16).device(kGpu);
   auto x = at::randn({T, d}, opts).requires_grad_(true);
   auto g = at::randn({T, d}, opts);
   const int64_t capacity = static_cast<int64_t>(1.25 * T * K / E);
   auto moe_step = [&] {
-    auto y = layer->forward(x).output;
+    auto y = rig.layer->forward(x).output;
     (y * g).sum().backward();
   };
-  auto einsum_step = [&] { (einsum_layer(x, router_w, ex, K, capacity) * g).sum().backward(); };
-  auto index_step = [&] { (index_layer(x, router_w, ex, K) * g).sum().backward(); };
+  auto einsum_step = [&] { (einsum_layer(x, rig.router_w, rig.ex, K, capacity) * g).sum().backward(); };
+  auto index_step = [&] { (index_layer(x, rig.router_w, rig.ex, K) * g).sum().backward(); };
   const double t_moe = median_ms(moe_step, 2, 7);
   const double t_einsum = median_ms(einsum_step, 2, 7);
   const double t_index = median_ms(index_step, 2, 7);
@@ -308,10 +340,16 @@ void bench_experts(const Ceilings& ceil, const char* name, int64_t T, int64_t d,
 
 int main(int argc, char** argv) {
   CLI::App app{"moe GPU benchmark: dispatch/combine kernels, the MoE layer and expert GEMMs (bf16)"};
-  bool quick = false;
+  bool quick = false, cpu_check = false;
   app.add_flag("--quick", quick, "small sizes only (a smoke run)");
+  app.add_flag("--cpu-check", cpu_check, "only check the layer against the baselines on the CPU (fp32) and exit");
   CLI11_PARSE(app, argc, argv);
   try {
+    if (cpu_check) {
+      check_layer(at::kCPU, at::kFloat, 64, 96, 8, 2);
+      check_layer(at::kCPU, at::kFloat, 32, 16, 16, 8);
+      return 0;
+    }
     if (!torch::cuda::is_available()) {
       std::fprintf(stderr, "bench_cuda_moe: no CUDA device\n");
       return 2;
@@ -329,23 +367,37 @@ int main(int argc, char** argv) {
                 ceil.copy_gbs, ceil.matmul_tflops);
     std::fflush(stdout);
 
-    bench_permute(ceil, quick ? std::vector<int64_t>{16384} : std::vector<int64_t>{16384, 65536});
-
-    std::printf("\n### MoE layer forward + backward (bf16, SwiGLU experts, top-k router, capacity 1.25)\n\n");
-    std::printf("| T | d | h | E | k | moe ms | einsum ms | index ms | vs einsum | vs index | moe TFLOP/s |\n");
-    std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-    bench_layer(ceil, quick ? 2048 : 8192, 4096, 14336, 8, 2);
-    bench_layer(ceil, quick ? 2048 : 8192, 768, 384, 64, 8);
-
-    std::printf("\n### Expert GEMMs, ExpertBank forward + backward (bf16)\n\n");
-    std::printf("| shape | T | d | h | E | rows/token | backend | ms | TFLOP/s | of matmul |\n");
-    std::printf("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|\n");
-    const int64_t T = quick ? 4096 : 16384;
-    auto mixtral_ids = moe::softmax_topk(at::randn({T, 8}, at::TensorOptions().device(kGpu)), 2).index;
-    bench_experts(ceil, "Mixtral-like", T, 4096, 14336, 8, moe::Activation::kSwiGLU, mixtral_ids);
-    // XMoE routing: threshold 0.9 over 64 experts with peaked router logits.
-    auto xmoe_ids = moe::softmax_threshold(at::randn({T, 64}, at::TensorOptions().device(kGpu)) * 3.0, 0.9).index;
-    bench_experts(ceil, "XMoE-like", T, 768, 384, 64, moe::Activation::kRelu, xmoe_ids);
+    // Each section reports its own failure and the run goes on with the next.
+    auto section = [](const char* name, const std::function<void()>& fn) {
+      try {
+        fn();
+      } catch (const std::exception& e) {
+        std::printf("\n%s: FAILED: %s\n", name, std::string(e.what()).substr(0, 400).c_str());
+        std::fflush(stdout);
+      }
+    };
+    section("dispatch/combine", [&] {
+      bench_permute(ceil, quick ? std::vector<int64_t>{16384} : std::vector<int64_t>{16384, 65536});
+    });
+    section("layer", [&] {
+      std::printf("\n### MoE layer forward + backward (bf16, SwiGLU experts, top-k router, capacity 1.25)\n\n");
+      std::printf("| T | d | h | E | k | moe ms | einsum ms | index ms | vs einsum | vs index | moe TFLOP/s |\n");
+      std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+      bench_layer(ceil, quick ? 2048 : 8192, 4096, 14336, 8, 2);
+      bench_layer(ceil, quick ? 2048 : 8192, 768, 384, 64, 8);
+    });
+    section("experts", [&] {
+      std::printf("\n### Expert GEMMs, ExpertBank forward + backward (bf16)\n\n");
+      std::printf("| shape | T | d | h | E | rows/token | backend | ms | TFLOP/s | of matmul |\n");
+      std::printf("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|\n");
+      const int64_t T = quick ? 4096 : 16384;
+      auto mixtral_ids = moe::softmax_topk(at::randn({T, 8}, at::TensorOptions().device(kGpu)), 2).index;
+      bench_experts(ceil, "Mixtral-like", T, 4096, 14336, 8, moe::Activation::kSwiGLU, mixtral_ids);
+      // XMoE routing: threshold 0.9 over 64 experts with peaked router logits.
+      auto xmoe_ids =
+          moe::softmax_threshold(at::randn({T, 64}, at::TensorOptions().device(kGpu)) * 3.0, 0.9).index;
+      bench_experts(ceil, "XMoE-like", T, 768, 384, 64, moe::Activation::kRelu, xmoe_ids);
+    });
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_cuda_moe: error: %s\n", e.what());
     return 1;

@@ -106,7 +106,7 @@ __global__ void __launch_bounds__(kBlock) gather_sum_kernel(const T* __restrict_
 template <typename T, int N>
 cudaError_t gather_sum_as(const void* src, const int64_t* slot_row, const float* weight, int64_t tokens,
                           int64_t top_k, int64_t d, void* out, cudaStream_t stream) {
-  const int group = detail::threads_per_row(d / N);
+  const int group = detail::threads_per_row_for(d / N, kUnroll);
   const int64_t blocks = (tokens + kBlock / group - 1) / (kBlock / group);
   if (blocks > kMaxGrid) return cudaErrorInvalidValue;
   gather_sum_kernel<T, N><<<static_cast<unsigned>(blocks), kBlock, 0, stream>>>(
@@ -115,16 +115,18 @@ cudaError_t gather_sum_as(const void* src, const int64_t* slot_row, const float*
 }
 
 // ---- combine backward ----------------------------------------------------------------------------
-// Slots are handled 8 at a time: the 8 partial dot products live in registers (compile-time indices)
-// while grad_out's row streams through once per 8 slots; then one reduction over the row's threads.
-constexpr int kSlotChunk = 8;
-
-template <typename T, int N>
+// Slots are handled C at a time (C = 2, 4 or 8, the smallest chunk that covers k): the C partial dot
+// products live in registers (compile-time indices) while grad_out's row streams through once per
+// chunk; then one reduction over the row's threads. With C <= 4 each thread takes two packs per
+// iteration (P = 2) so that 2 + 2·C independent loads are in flight; with C = 8 registers are the
+// limit and it takes one (P = 1).
+template <typename T, int N, int C, int P>
 __global__ void __launch_bounds__(kBlock) combine_backward_kernel(
     const T* __restrict__ grad_out, const T* __restrict__ src, const int64_t* __restrict__ slot_row,
     const float* __restrict__ weight, int64_t tokens, int top_k, int64_t d, T* __restrict__ grad_src,
     float* __restrict__ grad_weight, int group) {
-  __shared__ float partial[kBlock / 32][kSlotChunk];
+  static_assert(C <= 8 && (P == 1 || P == 2), "chunk of at most 8 slots, one or two packs");
+  __shared__ float partial[kBlock / 32][C];
   const int rows_per_block = kBlock / group;
   const int64_t t = static_cast<int64_t>(blockIdx.x) * rows_per_block + threadIdx.x / group;
   const bool active = t < tokens;
@@ -134,76 +136,104 @@ __global__ void __launch_bounds__(kBlock) combine_backward_kernel(
   const int64_t vectors = d / N;
   const int64_t* rows = slot_row + (active ? t : 0) * top_k;
   const float* w = weight + (active ? t : 0) * top_k;
-  for (int k0 = 0; k0 < top_k; k0 += kSlotChunk) {
-    float dot[kSlotChunk];
-    int64_t r[kSlotChunk];
-    float scale[kSlotChunk];
+  for (int k0 = 0; k0 < top_k; k0 += C) {
+    float dot[C];
+    int64_t r[C];
+    float scale[C];
 #pragma unroll
-    for (int j = 0; j < kSlotChunk; ++j) {
+    for (int j = 0; j < C; ++j) {
       dot[j] = 0.f;
       r[j] = (active && k0 + j < top_k) ? rows[k0 + j] : -1;
       scale[j] = r[j] >= 0 ? w[k0 + j] : 0.f;
     }
     if (active) {
-      for (int64_t v = lane; v < vectors; v += group) {
-        float g[N];
-        load_float<T, N>(grad_out + t * d + v * N, g);
+      for (int64_t v = lane; v < vectors; v += P * group) {
+        const bool two = P == 2 && v + group < vectors;
+        float g0[N], g1[N];
+        load_float<T, N>(grad_out + t * d + v * N, g0);
+        if (two) load_float<T, N>(grad_out + t * d + (v + group) * N, g1);
 #pragma unroll
-        for (int j = 0; j < kSlotChunk; ++j) {
+        for (int j = 0; j < C; ++j) {
           if (r[j] < 0) continue;
-          float x[N], o[N];
-          load_float<T, N>(src + r[j] * d + v * N, x);
+          const T* in = src + r[j] * d;
+          T* out = grad_src + r[j] * d;
+          float x0[N], x1[N], o[N];
+          load_float<T, N>(in + v * N, x0);
+          if (two) load_float<T, N>(in + (v + group) * N, x1);
 #pragma unroll
           for (int i = 0; i < N; ++i) {
-            dot[j] = fmaf(g[i], x[i], dot[j]);
-            o[i] = scale[j] * g[i];
+            dot[j] = fmaf(g0[i], x0[i], dot[j]);
+            o[i] = scale[j] * g0[i];
           }
-          store_float<T, N>(grad_src + r[j] * d + v * N, o);
+          store_float<T, N>(out + v * N, o);
+          if (two) {
+#pragma unroll
+            for (int i = 0; i < N; ++i) {
+              dot[j] = fmaf(g1[i], x1[i], dot[j]);
+              o[i] = scale[j] * g1[i];
+            }
+            store_float<T, N>(out + (v + group) * N, o);
+          }
         }
       }
     }
     // Reduce the partial dots over the row's threads: within each warp by shuffles, then across the
     // row's warps through shared memory (groups are whole warps, so every lane takes part).
 #pragma unroll
-    for (int j = 0; j < kSlotChunk; ++j) {
+    for (int j = 0; j < C; ++j) {
       for (int off = 16; off > 0; off >>= 1) dot[j] += __shfl_xor_sync(0xffffffffu, dot[j], off);
     }
     if (warps_per_row > 1) {
       if (threadIdx.x % 32 == 0) {
 #pragma unroll
-        for (int j = 0; j < kSlotChunk; ++j) partial[warp][j] = dot[j];
+        for (int j = 0; j < C; ++j) partial[warp][j] = dot[j];
       }
       __syncthreads();
       if (lane == 0) {
         const int first = warp;  // lane 0 of a row is in the row's first warp
 #pragma unroll
-        for (int j = 0; j < kSlotChunk; ++j) {
-          float s = 0.f;
-          for (int q = 0; q < warps_per_row; ++q) s += partial[first + q][j];
-          dot[j] = s;
+        for (int j = 0; j < C; ++j) {
+          float sum = 0.f;
+          for (int q = 0; q < warps_per_row; ++q) sum += partial[first + q][j];
+          dot[j] = sum;
         }
       }
       __syncthreads();
     }
     if (active && lane == 0) {
-      for (int j = 0; j < kSlotChunk && k0 + j < top_k; ++j) {
-        grad_weight[t * top_k + k0 + j] = r[j] >= 0 ? dot[j] : 0.f;
+#pragma unroll
+      for (int j = 0; j < C; ++j) {
+        if (k0 + j < top_k) grad_weight[t * top_k + k0 + j] = r[j] >= 0 ? dot[j] : 0.f;
       }
     }
   }
+}
+
+template <typename T, int N, int C, int P>
+cudaError_t combine_backward_chunked(const void* grad_out, const void* src, const int64_t* slot_row,
+                                     const float* weight, int64_t tokens, int64_t top_k, int64_t d, void* grad_src,
+                                     float* grad_weight, cudaStream_t stream) {
+  const int group = detail::threads_per_row_for(d / N, 2 * P);
+  const int64_t blocks = (tokens + kBlock / group - 1) / (kBlock / group);
+  if (blocks > kMaxGrid) return cudaErrorInvalidValue;
+  combine_backward_kernel<T, N, C, P><<<static_cast<unsigned>(blocks), kBlock, 0, stream>>>(
+      static_cast<const T*>(grad_out), static_cast<const T*>(src), slot_row, weight, tokens, static_cast<int>(top_k),
+      d, static_cast<T*>(grad_src), grad_weight, group);
+  return cudaGetLastError();
 }
 
 template <typename T, int N>
 cudaError_t combine_backward_as(const void* grad_out, const void* src, const int64_t* slot_row, const float* weight,
                                 int64_t tokens, int64_t top_k, int64_t d, void* grad_src, float* grad_weight,
                                 cudaStream_t stream) {
-  const int group = detail::threads_per_row(d / N);
-  const int64_t blocks = (tokens + kBlock / group - 1) / (kBlock / group);
-  if (blocks > kMaxGrid) return cudaErrorInvalidValue;
-  combine_backward_kernel<T, N><<<static_cast<unsigned>(blocks), kBlock, 0, stream>>>(
-      static_cast<const T*>(grad_out), static_cast<const T*>(src), slot_row, weight, tokens, static_cast<int>(top_k),
-      d, static_cast<T*>(grad_src), grad_weight, group);
-  return cudaGetLastError();
+  if (top_k <= 2)
+    return combine_backward_chunked<T, N, 2, 2>(grad_out, src, slot_row, weight, tokens, top_k, d, grad_src,
+                                                grad_weight, stream);
+  if (top_k <= 4)
+    return combine_backward_chunked<T, N, 4, 2>(grad_out, src, slot_row, weight, tokens, top_k, d, grad_src,
+                                                grad_weight, stream);
+  return combine_backward_chunked<T, N, 8, 1>(grad_out, src, slot_row, weight, tokens, top_k, d, grad_src,
+                                              grad_weight, stream);
 }
 
 // 16-byte packs when d and every base pointer allow them, else one element at a time.

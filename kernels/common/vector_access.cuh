@@ -80,6 +80,14 @@ inline int threads_per_row(int64_t vectors_per_row) {
   return 256;
 }
 
+/// Threads per row such that each thread has about `per_thread` packs of the row (so that its
+/// unrolled loop keeps that many loads in flight): a power of two in [32, 256].
+inline int threads_per_row_for(int64_t vectors_per_row, int64_t per_thread) {
+  int group = 32;
+  while (group < 256 && static_cast<int64_t>(group) * per_thread < vectors_per_row) group *= 2;
+  return group;
+}
+
 inline bool aligned_to(const void* p, std::size_t bytes) {
   return reinterpret_cast<std::uintptr_t>(p) % bytes == 0;
 }

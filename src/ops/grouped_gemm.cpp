@@ -88,11 +88,12 @@ struct GroupedLinearFunction : public torch::autograd::Function<GroupedLinearFun
                             const at::Tensor& bias, std::vector<int64_t> rows, bool grouped) {
     auto g = make_groups(rows, x, grouped);
     auto y = forward_product(x, weight, g, grouped);
-    if (bias.defined()) add_bias(y, bias, g);
+    const bool has_bias = bias.numel() > 0;  // an empty placeholder otherwise (see grouped_linear)
+    if (has_bias) add_bias(y, bias, g);
     ctx->save_for_backward({x, weight});
     ctx->saved_data["rows"] = rows;
     ctx->saved_data["grouped"] = grouped;
-    ctx->saved_data["has_bias"] = bias.defined();
+    ctx->saved_data["has_bias"] = has_bias;
     return y;
   }
 
@@ -194,7 +195,8 @@ at::Tensor grouped_linear(const at::Tensor& x, const at::Tensor& weight, const a
               G, ", ", weight.size(2), "], got ", bias.sizes());
   }
   if (backend == GroupedGemmBackend::kAuto) backend = resolve_grouped_gemm_backend(x, weight);
-  return GroupedLinearFunction::apply(x.contiguous(), weight, bias, group_rows,
+  // Autograd functions take no undefined tensors: a bias-free call passes an empty placeholder.
+  return GroupedLinearFunction::apply(x.contiguous(), weight, bias.defined() ? bias : x.new_empty({0}), group_rows,
                                       backend == GroupedGemmBackend::kGroupedMM);
 }
 

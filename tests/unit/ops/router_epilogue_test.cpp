@@ -103,6 +103,15 @@ TEST(GroupedLinearTest, BothBackendsMatchAPerGroupFormulationWithGradients) {
       EXPECT_EQ(grouped_gemm_fallbacks(), fallbacks);
     }
   }
+  // Without a bias (Mixtral's experts), both backends.
+  for (auto backend : {GroupedGemmBackend::kPerGroup, GroupedGemmBackend::kGroupedMM}) {
+    auto xi = x.to(at::kFloat, false, true).requires_grad_(true);
+    auto y = grouped_linear(xi, w.to(at::kFloat), at::Tensor(), rows, backend);
+    y.backward(dy.to(at::kFloat));
+    auto expected = per_group_reference(x, w, at::zeros_like(b), rows);
+    EXPECT_TRUE(all_close(y, expected, testing::tolerance_for(at::kFloat))) << to_string(backend);
+    EXPECT_TRUE(all_close(xi.grad(), ref[1], testing::tolerance_for(at::kFloat))) << to_string(backend);
+  }
   EXPECT_EQ(resolve_grouped_gemm_backend(x, w), GroupedGemmBackend::kPerGroup);  // the CPU
   EXPECT_EQ(parse_grouped_gemm_backend("grouped_mm"), GroupedGemmBackend::kGroupedMM);
 }
