@@ -133,11 +133,18 @@ TEST(GroupedLinearTest, BadArgumentsNameTheField) {
 
 // A tensor on a device this build does not run: a meta tensor everywhere, and a CUDA tensor (made
 // without allocating) where moe was built without the CUDA tier.
-TEST(OpsDeviceTest, TensorsOnAnUnsupportedDeviceAreRejectedByName) {
+TEST(OpsDeviceTest, MetaTensorsAreRejectedByName) {
   auto meta = at::empty({4, 2}, at::TensorOptions().dtype(at::kLong).device(at::kMeta));
   EXPECT_EQ(testing::error_of([&] { build_layout(meta, 4, -1); }),
             "build_layout: expert_index must be a CPU or CUDA tensor, got meta");
-#if !MOE_WITH_CUDA
+  EXPECT_EQ(testing::error_of([&] { softmax_topk(meta.to(at::kFloat), 1); }),
+            "softmax_topk: logits must be a CPU or CUDA tensor, got meta");
+}
+
+TEST(OpsDeviceTest, CudaTensorsWithoutTheCudaTierAreRejectedByName) {
+#if MOE_WITH_CUDA
+  GTEST_SKIP() << "moe was built with the CUDA tier";
+#else
   int64_t storage[8] = {0, 1, 1, 2, 2, 3, 3, 0};
   at::Tensor fake_cuda;
   try {
