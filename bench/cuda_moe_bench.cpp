@@ -341,6 +341,8 @@ void bench_experts(const Ceilings& ceil, const char* name, int64_t T, int64_t d,
 int main(int argc, char** argv) {
   CLI::App app{"moe GPU benchmark: dispatch/combine kernels, the MoE layer and expert GEMMs (bf16)"};
   bool quick = false, cpu_check = false;
+  std::string sections = "permute,layer,experts";
+  app.add_option("--sections", sections, "comma-separated: permute, layer, experts (the ceilings always run)");
   app.add_flag("--quick", quick, "small sizes only (a smoke run)");
   app.add_flag("--cpu-check", cpu_check, "only check the layer against the baselines on the CPU (fp32) and exit");
   CLI11_PARSE(app, argc, argv);
@@ -368,7 +370,8 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
 
     // Each section reports its own failure and the run goes on with the next.
-    auto section = [](const char* name, const std::function<void()>& fn) {
+    auto section = [&](const char* name, const std::function<void()>& fn) {
+      if (sections.find(name) == std::string::npos) return;
       try {
         fn();
       } catch (const std::exception& e) {
@@ -376,7 +379,7 @@ int main(int argc, char** argv) {
         std::fflush(stdout);
       }
     };
-    section("dispatch/combine", [&] {
+    section("permute", [&] {
       bench_permute(ceil, quick ? std::vector<int64_t>{16384} : std::vector<int64_t>{16384, 65536});
     });
     section("layer", [&] {

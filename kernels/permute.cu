@@ -115,11 +115,12 @@ cudaError_t gather_sum_as(const void* src, const int64_t* slot_row, const float*
 }
 
 // ---- combine backward ----------------------------------------------------------------------------
-// Slots are handled C at a time (C = 2, 4 or 8, the smallest chunk that covers k): the C partial dot
-// products live in registers (compile-time indices) while grad_out's row streams through once per
-// chunk; then one reduction over the row's threads. With C <= 4 each thread takes two packs per
-// iteration (P = 2) so that 2 + 2·C independent loads are in flight; with C = 8 registers are the
-// limit and it takes one (P = 1).
+// Slots are handled C at a time (C = 2 for k <= 2, else 4): the C partial dot products live in
+// registers (compile-time indices) while grad_out's row streams through once per chunk; then one
+// reduction over the row's threads. Each thread takes P = 2 packs per iteration, so 2 + 2·C
+// independent loads are in flight. (A chunk of 8 at k = 8 needed 80 registers with P = 1 and ran at
+// 73-75 % of the copy rate on an H200; two chunks of 4 at 74 registers, re-reading grad_out's row,
+// ran at 85-86 %: docs/cuda-kernels.md, measurement log.)
 template <typename T, int N, int C, int P>
 __global__ void __launch_bounds__(kBlock) combine_backward_kernel(
     const T* __restrict__ grad_out, const T* __restrict__ src, const int64_t* __restrict__ slot_row,
@@ -232,7 +233,7 @@ cudaError_t combine_backward_as(const void* grad_out, const void* src, const int
   if (top_k <= 4)
     return combine_backward_chunked<T, N, 4, 2>(grad_out, src, slot_row, weight, tokens, top_k, d, grad_src,
                                                 grad_weight, stream);
-  return combine_backward_chunked<T, N, 8, 1>(grad_out, src, slot_row, weight, tokens, top_k, d, grad_src,
+  return combine_backward_chunked<T, N, 4, 2>(grad_out, src, slot_row, weight, tokens, top_k, d, grad_src,
                                               grad_weight, stream);
 }
 
