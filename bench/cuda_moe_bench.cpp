@@ -31,6 +31,7 @@
 #include "moe/ops/grouped_gemm.h"
 #include "moe/ops/layout.h"
 #include "moe/ops/router_epilogue.h"
+#include "permute.cuh"
 
 namespace {
 
@@ -94,8 +95,8 @@ Ceilings measure_ceilings() {
 // ---- 2. dispatch and combine ------------------------------------------------------------------------
 void bench_permute(const Ceilings& ceil, const std::vector<int64_t>& token_counts) {
   std::printf("\n### Dispatch and combine kernels (bf16, d = 4096, no capacity limit)\n\n");
-  std::printf("| T | E | k | op | moe ms | moe GB/s | of copy | ATen ms | moe speed-up |\n");
-  std::printf("|---:|---:|---:|---|---:|---:|---:|---:|---:|\n");
+  std::printf("| T | E | k | op | kernel ms | kernel GB/s | of copy | via moe op ms | ATen ms | op vs ATen |\n");
+  std::printf("|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|\n");
   const int64_t d = 4096;
   const double elem = 2;
   for (int64_t T : token_counts) {
@@ -118,30 +119,61 @@ void bench_permute(const Ceilings& ceil, const std::vector<int64_t>& token_count
       require(max_abs_diff(moe::combine(packed, layout, w), y_ref) < 0.05 * y_ref.abs().max().item<double>(),
               "combine");
 
+      // Each op timed three ways: the kernel alone (launched on preallocated buffers: the GB/s), the
+      // public op (dispatch / combine, and their backward through autograd minus the forward), and the
+      // ATen formulation.
       struct Op {
         const char* name;
         double bytes;
-        std::function<void()> moe_fn, aten_fn;
+        std::function<void()> kernel_fn, op_fn, aten_fn;
+        bool backward;
       };
       const double row = d * elem;
       auto px = x.detach().requires_grad_(true);
       auto pp = packed.detach().requires_grad_(true);
       auto pw = w.detach().requires_grad_(true);
+      auto slot_row = layout.slot_row.contiguous();
+      auto row_token = layout.row_token.contiguous();
+      auto out_rows = at::empty({N, d}, x.options());
+      auto out_tokens = at::empty({T, d}, x.options());
+      auto out_weight = at::empty({T, K}, w.options());
+      auto stream = at::cuda::getCurrentCUDAStream();
+      auto launched = [](cudaError_t err) { require(err == cudaSuccess, cudaGetErrorString(err)); };
+      const auto bf16 = moe::kernels::DType::kBFloat16;
       at::Tensor sink;
       std::vector<Op> ops{
-          {"dispatch fwd", 2.0 * N * row, [&] { sink = moe::dispatch(x, layout); },
-           [&] { sink = x.index_select(0, layout.row_token); }},
+          {"dispatch fwd", 2.0 * N * row,
+           [&] {
+             launched(moe::kernels::launch_gather_rows(x.data_ptr(), out_rows.data_ptr(), row_token.data_ptr<int64_t>(),
+                                                       N, d * 2, stream));
+           },
+           [&] { sink = moe::dispatch(x, layout); }, [&] { sink = x.index_select(0, layout.row_token); }, false},
           {"dispatch bwd", (N + T) * row,
+           [&] {
+             launched(moe::kernels::launch_gather_sum(bf16, packed.data_ptr(), slot_row.data_ptr<int64_t>(), nullptr, T,
+                                                      K, d, out_tokens.data_ptr(), stream));
+           },
            [&] {
              auto g = moe::dispatch(px, layout);
              sink = torch::autograd::grad({g}, {px}, {packed})[0];
            },
-           [&] { sink = at::zeros({T, d}, x.options()).index_add_(0, layout.row_token, packed); }},
-          {"combine fwd", (N + T) * row, [&] { sink = moe::combine(packed, layout, w); },
+           [&] { sink = at::zeros({T, d}, x.options()).index_add_(0, layout.row_token, packed); }, true},
+          {"combine fwd", (N + T) * row,
+           [&] {
+             launched(moe::kernels::launch_gather_sum(bf16, packed.data_ptr(), slot_row.data_ptr<int64_t>(),
+                                                      w.data_ptr<float>(), T, K, d, out_tokens.data_ptr(), stream));
+           },
+           [&] { sink = moe::combine(packed, layout, w); },
            [&] {
              sink = at::zeros({T, d}, x.options()).index_add_(0, layout.row_token, packed * wr.to(at::kBFloat16));
-           }},
+           },
+           false},
           {"combine bwd", (2.0 * N + T) * row,
+           [&] {
+             launched(moe::kernels::launch_combine_backward(bf16, dy.data_ptr(), packed.data_ptr(),
+                                                            slot_row.data_ptr<int64_t>(), w.data_ptr<float>(), T, K, d,
+                                                            out_rows.data_ptr(), out_weight.data_ptr<float>(), stream));
+           },
            [&] {
              auto y = moe::combine(pp, layout, pw);
              auto g = torch::autograd::grad({y}, {pp, pw}, {dy});
@@ -152,19 +184,19 @@ void bench_permute(const Ceilings& ceil, const std::vector<int64_t>& token_count
              auto gw = (dy.index_select(0, layout.row_token) * packed).sum(1, false, at::kFloat);
              sink = gp;
              (void)gw;
-           }},
+           },
+           true},
       };
-      // The autograd rows time the forward too; subtract it to leave the backward kernel alone.
-      const double fwd_dispatch = median_ms(ops[0].moe_fn), fwd_combine = median_ms(ops[2].moe_fn);
+      const double fwd_dispatch = median_ms(ops[0].op_fn), fwd_combine = median_ms(ops[2].op_fn);
       for (auto& op : ops) {
-        double ms = median_ms(op.moe_fn);
-        if (std::string(op.name) == "dispatch bwd") ms -= fwd_dispatch;
-        if (std::string(op.name) == "combine bwd") ms -= fwd_combine;
+        const double ms = median_ms(op.kernel_fn);
+        double via_op = median_ms(op.op_fn);
+        if (op.backward) via_op -= std::string(op.name) == "dispatch bwd" ? fwd_dispatch : fwd_combine;
         const double aten = median_ms(op.aten_fn);
         const double gbs = op.bytes / (ms * 1e6);
-        std::printf("| %lld | %lld | %lld | %s | %.3f | %.0f | %.0f%% | %.3f | %.2fx |\n", static_cast<long long>(T),
-                    static_cast<long long>(E), static_cast<long long>(K), op.name, ms, gbs,
-                    100.0 * gbs / ceil.copy_gbs, aten, aten / ms);
+        std::printf("| %lld | %lld | %lld | %s | %.3f | %.0f | %.0f%% | %.3f | %.3f | %.2fx |\n",
+                    static_cast<long long>(T), static_cast<long long>(E), static_cast<long long>(K), op.name, ms, gbs,
+                    100.0 * gbs / ceil.copy_gbs, via_op, aten, aten / via_op);
       }
       std::fflush(stdout);
     }
