@@ -54,9 +54,9 @@ at::Tensor grouped_or_fallback(bool use_grouped, A&& grouped, B&& per_group) {
       throw;  // a device fault is not a rejected operand
     } catch (const c10::Error& e) {
       if (g_fallbacks.fetch_add(1) == 0) {
-        log_warn(std::string("grouped_linear: at::_grouped_mm rejected the operands; using one GEMM per "
-                                     "group instead: ") +
-                         e.what_without_backtrace());
+        log_warn(std::string("grouped_linear: at::_grouped_mm rejected the operands; using one GEMM per group "
+                             "instead: ") +
+                 e.what_without_backtrace());
       }
     }
   }
@@ -91,6 +91,7 @@ struct GroupedLinearFunction : public torch::autograd::Function<GroupedLinearFun
     const bool has_bias = bias.numel() > 0;  // an empty placeholder otherwise (see grouped_linear)
     if (has_bias) add_bias(y, bias, g);
     ctx->save_for_backward({x, weight});
+    if (grouped) ctx->saved_data["offsets"] = g.offsets;  // uploaded once, reused by the backward
     ctx->saved_data["rows"] = rows;
     ctx->saved_data["grouped"] = grouped;
     ctx->saved_data["has_bias"] = has_bias;
@@ -104,7 +105,8 @@ struct GroupedLinearFunction : public torch::autograd::Function<GroupedLinearFun
     const auto rows = ctx->saved_data["rows"].toIntVector();
     const bool grouped = ctx->saved_data["grouped"].toBool();
     const bool has_bias = ctx->saved_data["has_bias"].toBool();
-    auto g = make_groups(rows, x, grouped);
+    auto g = make_groups(rows, x, /*device_offsets=*/false);
+    if (grouped) g.offsets = ctx->saved_data["offsets"].toTensor();
     auto dy = grads[0].contiguous();
     // dx = dy · w[g]^T per group.
     auto dx = forward_product(dy, w.transpose(1, 2), g, grouped);
@@ -160,8 +162,9 @@ std::string to_string(GroupedGemmBackend backend) {
 GroupedGemmBackend resolve_grouped_gemm_backend(const at::Tensor& x, const at::Tensor& weight) {
 #if MOE_WITH_CUDA
   if (x.is_cuda() && x.scalar_type() == at::kBFloat16 && weight.scalar_type() == at::kBFloat16 &&
-      x.size(1) % 8 == 0 && weight.size(2) % 8 == 0 && (detail::cuda::compute_capability_major(x) == 9 || detail::cuda::compute_capability_major(x) == 10)) {
-    return GroupedGemmBackend::kGroupedMM;
+      x.size(1) % 8 == 0 && weight.size(2) % 8 == 0) {
+    const int major = detail::cuda::compute_capability_major(x);
+    if (major == 9 || major == 10) return GroupedGemmBackend::kGroupedMM;
   }
 #else
   (void)x;

@@ -6,8 +6,9 @@
 //   kPerGroup:  one cuBLAS (or CPU BLAS) GEMM per non-empty group, written in place into the output.
 // kAuto picks kGroupedMM for CUDA bf16 operands on sm_90/sm_100 whose widths are multiples of 8, else
 // kPerGroup. kGroupedMM asked for explicitly runs anywhere LibTorch runs at::_grouped_mm (on the CPU,
-// its reference loop: how the CPU tests check this path's backward). Should LibTorch reject a grouped product at run time, the call falls back to kPerGroup
-// once per call site with a warning, and grouped_gemm_fallbacks() counts it.
+// its reference loop: how the CPU tests check this path's backward). Should LibTorch reject a
+// grouped product at run time, that product runs per group instead: the first time with a warning,
+// every time counted by grouped_gemm_fallbacks().
 #pragma once
 
 #include <ATen/core/Tensor.h>
