@@ -15,12 +15,12 @@
 class CosineRouterImpl : public moe::RouterImpl {
  public:
   explicit CosineRouterImpl(const moe::RouterOptions& options) : moe::RouterImpl(options) {
-    options_.validate("CosineRouterOptions");               // shared checks: d_model, E, top_k, capacity, ...
+    options_.validate();  // shared checks: d_model, E, top_k, capacity, ...
     // Router-specific knobs travel in options.extra (strings, e.g. from a config file).
     projection_dim_ = options_.extra_int("cosine_dim", 16);
     temperature_ = options_.extra_double("cosine_temperature", 0.07);
-    MOE_CHECK(projection_dim_ >= 1, "CosineRouterOptions.extra['cosine_dim'] must be >= 1, got ", projection_dim_);
-    MOE_CHECK(temperature_ > 0, "CosineRouterOptions.extra['cosine_temperature'] must be > 0, got ", temperature_);
+    MOE_CHECK(projection_dim_ >= 1, "RouterOptions.extra['cosine_dim'] must be >= 1, got ", projection_dim_);
+    MOE_CHECK(temperature_ > 0, "RouterOptions.extra['cosine_temperature'] must be > 0, got ", temperature_);
     if (options_.normalization == moe::WeightNormalization::kAuto) {
       options_.normalization = options_.top_k == 1 ? moe::WeightNormalization::kNone : moe::WeightNormalization::kKept;
     }
@@ -43,13 +43,13 @@ class CosineRouterImpl : public moe::RouterImpl {
     auto [weight, index] = probs.topk(options_.top_k, 1);  // greedy top-k
 
     moe::RoutingPlan plan;
-    plan.expert_index = index;                             // [T, K] int64
-    plan.weight = weight;                                  // [T, K] fp32, differentiable
-    plan.normalization = options_.normalization;           // renormalise over kept experts for k >= 2
-    plan.capacity = moe::compute_capacity(options_.capacity, hidden.size(0), options_.num_experts,
-                                          options_.top_k, is_training());
+    plan.expert_index = index;                    // [T, K] int64
+    plan.weight = weight;                         // [T, K] fp32, differentiable
+    plan.normalization = options_.normalization;  // renormalise over kept experts for k >= 2
+    plan.capacity =
+        moe::compute_capacity(options_.capacity, hidden.size(0), options_.num_experts, options_.top_k, is_training());
     plan.aux_losses["balance"] = {moe::load_balancing_loss(probs, index.select(1, 0)), options_.balance_loss_coef};
-    return plan;                                           // priority left undefined: rank-major FCFS
+    return plan;  // priority left undefined: rank-major FCFS
   }
 
  private:
@@ -60,9 +60,8 @@ class CosineRouterImpl : public moe::RouterImpl {
 int main() {
   try {
     // ---- 2. register it under a name (once, at start-up) ---------------------------------------
-    moe::register_router("cosine", [](const moe::RouterOptions& options) {
-      return std::make_shared<CosineRouterImpl>(options);
-    });
+    moe::register_router("cosine",
+                         [](const moe::RouterOptions& options) { return std::make_shared<CosineRouterImpl>(options); });
 
     // ---- 3. use it by name, like any built-in router -------------------------------------------
     torch::manual_seed(0);

@@ -14,7 +14,8 @@ TORCH_VERSION="2.11.0"
 TORCH_CPU_TIER_DEPS=("nvidia-cuda-runtime==13.0.96" "nvidia-cuda-cupti==13.0.85")
 APT_PACKAGES=(build-essential cmake ninja-build ccache git python3 python3-venv pkg-config
               libcli11-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev googletest
-              libsentencepiece-dev sentencepiece gettext libgloo-dev)
+              libsentencepiece-dev sentencepiece gettext libgloo-dev
+              libtomlplusplus-dev nlohmann-json3-dev)
 
 # The kernels tier needs nvcc; the CUDA toolkit's standard location is often not on PATH.
 if ! command -v nvcc >/dev/null 2>&1 && [ -x /usr/local/cuda/bin/nvcc ]; then

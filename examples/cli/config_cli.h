@@ -1,20 +1,24 @@
 // Shared by the command-line programs: every RunConfig key as a --<section>.<name> option, applied
-// after the --config file so that the command line overrides it.
+// after the --config file so that the command line overrides it, and --moe.router.<name> VALUE for
+// the settings of a router of your own (any name; the [moe.router] table of a config file).
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "moe/core/error.h"
 #include "moe/train/config.h"
 
 namespace moe::cli {
 
 struct ConfigOptions {
   std::string file;
-  std::vector<std::pair<std::string, std::string>> overrides;  ///< one per key given (a key may appear once)
-  std::map<std::string, std::string> values;                   ///< filled by CLI11
+  bool file_given = false;  ///< --config appeared (set after parsing: app.count("--config") > 0)
+  std::vector<std::pair<std::string, std::string>> overrides;  ///< in command-line order
 };
 
 /// Adds --config and one --<key> option per config field.
@@ -23,17 +27,43 @@ inline void add_config_options(CLI::App& app, ConfigOptions& options) {
   RunConfig defaults;
   for (const auto& field : config_fields(defaults)) {
     const std::string key = field.key;
+    const bool optional = static_cast<bool>(field.is_set);
     app.add_option_function<std::string>(
            "--" + key, [&options, key](const std::string& value) { options.overrides.emplace_back(key, value); },
-           field.help + " [" + field.type + ", default " + field.get() + "]")
+           field.help + " [" + to_string(field.type) + ", default " +
+               (optional ? std::string("the variant's") : field.get()) + "]")
         ->group("Config keys");
   }
+}
+
+/// Takes --moe.router.<name> VALUE and --moe.router.<name>=VALUE out of argv (CLI11 knows only fixed
+/// names) into `options`; returns the remaining arguments for CLI11.
+inline std::vector<std::string> take_router_settings(int argc, char** argv, ConfigOptions& options) {
+  const std::string prefix = "--moe.router.";
+  std::vector<std::string> rest;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg.rfind(prefix, 0) != 0 || arg.size() == prefix.size()) {
+      rest.push_back(arg);
+      continue;
+    }
+    const auto eq = arg.find('=');
+    if (eq != std::string::npos) {
+      options.overrides.emplace_back(arg.substr(2, eq - 2), arg.substr(eq + 1));
+    } else if (i + 1 < argc) {
+      options.overrides.emplace_back(arg.substr(2), argv[++i]);
+    } else {
+      throw Error(arg + " needs a value");
+    }
+  }
+  std::reverse(rest.begin(), rest.end());  // CLI11::App::parse(std::vector) takes arguments in reverse order
+  return rest;
 }
 
 /// Defaults, then the file, then the command-line overrides; validated.
 inline RunConfig resolve_config(const ConfigOptions& options) {
   RunConfig config;
-  if (!options.file.empty()) apply_toml_file(config, options.file);
+  if (options.file_given) apply_toml_file(config, options.file);  // "" or a folder: an error, not the defaults
   for (const auto& [key, value] : options.overrides) set_config_value(config, key, value);
   config.validate();
   return config;

@@ -84,9 +84,12 @@ int main(int argc, char** argv) {
       }
       const std::string full = name + "|" + signature;
       if (json) {
-        json_items.push_back("{\"name\": " + moe::json_quote(name) + ", \"score\": " + fixed(score, width) +
-                             ", \"signature\": " + moe::json_quote(full) +
-                             ", \"verbose_score\": " + moe::json_quote(verbose.substr(verbose.find(" = ") + 3)) + "}");
+        // sacreBLEU's per-metric JSON: the score rounded to `width` decimals, as Python's json.dumps writes it.
+        moe::Json item = {{"name", name},
+                          {"score", std::stod(fixed(score, width))},
+                          {"signature", full},
+                          {"verbose_score", verbose.substr(verbose.find(" = ") + 3)}};
+        json_items.push_back(moe::json_line(item));
       } else {
         std::cout << full << " = " << verbose.substr(verbose.find(" = ") + 3) << "\n";
       }

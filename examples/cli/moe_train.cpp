@@ -5,6 +5,7 @@
 //   moe-train --config configs/tiny.toml --moe.variant xmoe --train.max_steps 50
 //   moe-train --config configs/demo.toml --resume          # continue the newest checkpoint
 //   moe-train --config configs/demo.toml --dump-config     # print the resolved configuration
+//   moe-train --config c.toml --moe.variant cosine --moe.router.cosine_dim 32   # a router's own setting
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <exception>
@@ -23,8 +24,15 @@ int main(int argc, char** argv) {
   app.add_option("--resume", resume, "continue from a checkpoint: a path, or no value for the newest in run_dir")
       ->expected(0, 1);
   app.add_flag("--no-eval", no_eval, "train only (skip the final evaluation)");
-  CLI11_PARSE(app, argc, argv);
+  app.footer("Settings of a router of your own: --moe.router.<name> VALUE (the [moe.router] table of a config file).");
   try {
+    auto args = moe::cli::take_router_settings(argc, argv, config_options);
+    try {
+      app.parse(args);
+    } catch (const CLI::ParseError& e) {
+      return app.exit(e);
+    }
+    config_options.file_given = app.count("--config") > 0;
     auto config = moe::cli::resolve_config(config_options);
     if (dump) {
       std::cout << config.to_toml();

@@ -3,12 +3,12 @@
 
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 
 #include <cstdlib>
 #include <memory>
 #include <mutex>
 
-#include "core/log.h"
 #include "moe/core/error.h"
 
 namespace moe {
@@ -34,8 +34,7 @@ int64_t rank_from_env() {
   return value != nullptr ? std::atoll(value) : 0;
 }
 
-std::shared_ptr<spdlog::logger> make_logger(LogLevel level, const std::string& file, int64_t rank,
-                                            bool all_ranks) {
+std::shared_ptr<spdlog::logger> make_logger(LogLevel level, const std::string& file, int64_t rank, bool all_ranks) {
   std::vector<spdlog::sink_ptr> sinks;
   sinks.push_back(std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
   if (!file.empty()) sinks.push_back(std::make_shared<spdlog::sinks::basic_file_sink_mt>(file));
@@ -49,13 +48,14 @@ std::shared_ptr<spdlog::logger> make_logger(LogLevel level, const std::string& f
 
 }  // namespace
 
-namespace detail {
+namespace {
+// The process-wide logger configured by init_logging (created on first use).
 spdlog::logger& logger() {
   std::lock_guard<std::mutex> lock(g_mutex);
   if (!g_logger) g_logger = make_logger(LogLevel::kInfo, "", rank_from_env(), false);
   return *g_logger;
 }
-}  // namespace detail
+}  // namespace
 
 LogLevel parse_log_level(const std::string& name) {
   if (name == "trace") return LogLevel::kTrace;
@@ -73,10 +73,10 @@ void init_logging(LogLevel level, const std::string& file, int64_t rank, bool al
   g_logger = std::move(logger);
 }
 
-void set_log_level(LogLevel level) { detail::logger().set_level(to_spdlog(level)); }
+void set_log_level(LogLevel level) { logger().set_level(to_spdlog(level)); }
 
-void log_info(const std::string& message) { MOE_LOG_INFO("{}", message); }
-void log_warn(const std::string& message) { MOE_LOG_WARN("{}", message); }
-void log_error(const std::string& message) { MOE_LOG_ERROR("{}", message); }
+void log_info(const std::string& message) { logger().info("{}", message); }
+void log_warn(const std::string& message) { logger().warn("{}", message); }
+void log_error(const std::string& message) { logger().error("{}", message); }
 
 }  // namespace moe

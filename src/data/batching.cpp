@@ -54,7 +54,8 @@ std::vector<Example> encode_examples(const ParallelText& text, const SentencePie
     e.source.push_back(SentencePieceTokenizer::kEos);
     for (int id : tokenizer.encode(text.target[i])) e.target.push_back(id);
     e.target.push_back(SentencePieceTokenizer::kEos);
-    if (static_cast<int64_t>(e.source.size()) > max_length || static_cast<int64_t>(e.target.size()) > max_length) continue;
+    if (static_cast<int64_t>(e.source.size()) > max_length || static_cast<int64_t>(e.target.size()) > max_length)
+      continue;
     out.push_back(std::move(e));
   }
   return out;
@@ -178,6 +179,26 @@ std::vector<Batch> make_eval_batches(const std::vector<Example>& examples, int64
     out.push_back(collate(members));
   }
   return out;
+}
+
+at::Tensor batcher_state_to_tensor(const TokenBatcher::State& b) {
+  std::vector<int64_t> bs{static_cast<int64_t>(b.step), static_cast<int64_t>(b.epoch.size())};
+  bs.insert(bs.end(), b.epoch.begin(), b.epoch.end());
+  bs.insert(bs.end(), b.cursor.begin(), b.cursor.end());
+  return at::tensor(bs, at::kLong);
+}
+
+TokenBatcher::State batcher_state_from_tensor(const at::Tensor& tensor, const std::string& source) {
+  auto b = tensor.to(at::kCPU, at::kLong).contiguous();
+  const int64_t D = b.numel() >= 2 ? b.data_ptr<int64_t>()[1] : -1;
+  MOE_CHECK(D >= 0 && b.numel() == 2 + 2 * D, source, ": malformed batcher state (", b.numel(),
+            " values; expected step, D, then 2·D)");
+  const int64_t* p = b.data_ptr<int64_t>();
+  TokenBatcher::State state;
+  state.step = static_cast<uint64_t>(p[0]);
+  state.epoch.assign(p + 2, p + 2 + D);
+  state.cursor.assign(p + 2 + D, p + 2 + 2 * D);
+  return state;
 }
 
 }  // namespace moe

@@ -7,8 +7,7 @@
 
 #include "moe/core/error.h"
 #include "moe/layers/expert_parallel.h"
-#include "moe/ops/dispatch_combine.h"
-#include "moe/ops/layout.h"
+#include "moe/layers/routing_pass.h"
 
 namespace moe {
 
@@ -36,8 +35,8 @@ StratifiedMoEBlockOptions::StratifiedMoEBlockOptions(int64_t d_model_, std::vect
     : d_model(d_model_), strata(std::move(strata_)) {
   router_options.top_k = 2;
   router_options.second_expert_policy = SecondExpertPolicy::kSampling;
-  router_options.sample_in_eval = true;                 // fairseq samples the 2nd expert at inference too
-  router_options.capacity.eval_token_fraction = 1.0;    // generation: nothing dropped
+  router_options.sample_in_eval = true;               // fairseq samples the 2nd expert at inference too
+  router_options.capacity.eval_token_fraction = 1.0;  // generation: nothing dropped
   experts.ffn.d_model = d_model_;
   experts.ffn.hidden = hidden;
   experts.num_experts = num_experts();
@@ -57,8 +56,9 @@ void StratifiedMoEBlockOptions::validate() const {
   }
   MOE_CHECK(experts.num_experts == num_experts(), "StratifiedMoEBlockOptions.strata sum to ", num_experts(),
             " but experts.num_experts is ", experts.num_experts);
-  MOE_CHECK(experts.ffn.d_model == d_model, "StratifiedMoEBlockOptions.experts.ffn.d_model must equal d_model=",
-            d_model, ", got ", experts.ffn.d_model);
+  MOE_CHECK(experts.ffn.d_model == d_model,
+            "StratifiedMoEBlockOptions.experts.ffn.d_model must equal d_model=", d_model, ", got ",
+            experts.ffn.d_model);
   MOE_CHECK(experts.first_expert == 0 && experts.local_count() == experts.num_experts,
             "StratifiedMoEBlockOptions.experts must hold every expert on one process");
   experts.validate("StratifiedMoEBlockOptions.experts");
@@ -108,26 +108,15 @@ int64_t StratifiedMoEBlockImpl::agree_on_stratum(int64_t local) const {
 MoEOutput StratifiedMoEBlockImpl::forward_impl(const at::Tensor& x, const at::Tensor& token_ids) {
   const int64_t d = options.d_model, E = options.num_experts();
   const int64_t L = static_cast<int64_t>(options.strata.size());
-  MOE_CHECK(x.defined() && x.dim() >= 2 && x.size(-1) == d, "StratifiedMoEBlock: input must be [..., ", d,
-            "], got ", x.defined() ? x.sizes() : at::IntArrayRef{});
-  const auto& w1 = experts->expert(experts->options.first_expert)->w1;
-  MOE_CHECK(x.scalar_type() == w1.scalar_type(), "StratifiedMoEBlock: input dtype ", x.scalar_type(),
-            " must match the block's parameter dtype ", w1.scalar_type());
-  if (options.check_finite) {
-    MOE_CHECK(at::isfinite(x).all().item<bool>(), "StratifiedMoEBlock: input contains NaN or Inf (check_finite is on)");
-  }
-  auto h = x.reshape({-1, d}).contiguous();
+  auto h = flatten_slot_input(x, d, experts->expert(experts->options.first_expert)->w1, options.check_finite,
+                              "StratifiedMoEBlock");
   const int64_t T = h.size(0);
   auto ids = token_ids.defined() ? token_ids.reshape({-1}) : at::Tensor();
   auto long_cpu = at::TensorOptions().dtype(at::kLong);
 
-  auto state = at::zeros({T}, long_cpu);             // stratum each token waits for; L = done
-  auto passes = at::zeros({T}, at::kFloat);          // passes per token
-  auto experts_used = at::zeros({T}, long_cpu);      // experts that processed each token, over all passes
-  auto tokens_per_expert = at::zeros({E}, long_cpu);
-  auto requested_per_expert = at::zeros({E}, long_cpu);
-  int64_t selected = 0, kept = 0, dropped = 0, pass_count = 0;
-  std::map<std::string, AuxLoss> aux;
+  auto state = at::zeros({T}, long_cpu);         // stratum each token waits for; L = done
+  auto experts_used = at::zeros({T}, long_cpu);  // experts that processed each token, over all passes
+  std::vector<MoEStats> passes;
 
   int64_t s = agree_on_stratum(T == 0 ? L : 0);
   while (s < L) {
@@ -135,8 +124,8 @@ MoEOutput StratifiedMoEBlockImpl::forward_impl(const at::Tensor& x, const at::Te
     if (active.size(0) == 0) {
       // Expert parallelism only: other ranks still have tokens at stratum s; take part in the
       // exchange with no rows (no routing, no random draws, no aux-loss term for this rank).
-      auto none = run_experts(*experts, h.new_empty({0, d}), at::zeros({E}, long_cpu), options.expert_group,
-                              grad_anchor_);
+      auto none =
+          run_experts(*experts, h.new_empty({0, d}), at::zeros({E}, long_cpu), options.expert_group, grad_anchor_);
       // Tie the empty exchange into the graph so that its backward (a collective) runs here too.
       if (at::GradMode::is_enabled()) h = h + none.sum() * 0;
       s = agree_on_stratum(T == 0 ? L : state.min().item<int64_t>());
@@ -150,61 +139,36 @@ MoEOutput StratifiedMoEBlockImpl::forward_impl(const at::Tensor& x, const at::Te
     RoutingContext context;
     context.leading_shape = {active.size(0)};
     if (ids.defined()) context.token_ids = ids.index_select(0, active);
-    RoutingPlan plan = gates[s]->route(input, context);
-    check_plan(plan, active.size(0), options.router);
-    // Gate-local ids -> global ids.
-    auto global = at::where(plan.expert_index.ge(0), plan.expert_index + first_expert_[s],
-                            at::full({}, -1, plan.expert_index.options()));
-    auto layout = build_layout(global, E, plan.capacity, plan.priority);
-    auto weight = normalize_combine_weights(plan.weight, global.ge(0), layout.slot_row.ge(0), plan.normalization);
-    auto packed_out =
-        run_experts(*experts, dispatch(input, layout), layout.tokens_per_expert, options.expert_group, grad_anchor_);
-    auto y = combine(packed_out, layout, weight);
-    h = h.index_copy(0, active, h_active + y);
+    auto pass =
+        run_routing_pass(*gates[s], *experts, input, context, first_expert_[s], E, options.expert_group, grad_anchor_);
+    h = h.index_copy(0, active, h_active + pass.output);
 
     // Next stratum: that of the pre-capacity top-1 expert, plus one (an empty slot 0 moves on by one).
-    auto top1 = global.select(1, 0).contiguous();
+    auto top1 = pass.expert_index.select(1, 0).contiguous();
     auto next = at::empty_like(top1);
     for (int64_t i = 0; i < top1.size(0); ++i) {
       const int64_t e = top1.data_ptr<int64_t>()[i];
       next.data_ptr<int64_t>()[i] = (e >= 0 ? stratum_of_[e] : s) + 1;
     }
     state.index_copy_(0, active, next);
-    passes.index_add_(0, active, at::ones({active.size(0)}, at::kFloat));
-    experts_used.index_add_(0, active, layout.slot_row.ge(0).sum(1));
-    tokens_per_expert += layout.tokens_per_expert;
-    requested_per_expert += layout.requested_per_expert;
-    selected += global.ge(0).sum().item<int64_t>();
-    kept += layout.num_rows();
-    dropped += layout.num_dropped.item<int64_t>();
-    for (auto& [name, loss] : plan.aux_losses) {
-      auto it = aux.find(name);
-      if (it == aux.end()) {
-        aux[name] = loss;
-      } else {
-        it->second.value = it->second.value + loss.value;
-      }
-    }
-    ++pass_count;
+    experts_used.index_add_(0, active, pass.kept_per_token.cpu());
+    passes.push_back(std::move(pass.stats));
     s = agree_on_stratum(state.min().item<int64_t>());
   }
   auto out = options.stratum_layernorm ? stratum_norms[L - 1]->as<torch::nn::LayerNorm>()->forward(h) : h;
 
   MoEOutput result;
   result.output = out.view(x.sizes());
-  auto& stats = result.stats;
-  const double tokens = static_cast<double>(std::max<int64_t>(T, 1));
-  stats.num_tokens = T;
-  stats.tokens_per_expert = tokens_per_expert;
-  stats.requested_per_expert = requested_per_expert;
-  stats.dropped_fraction = at::scalar_tensor(selected > 0 ? static_cast<double>(dropped) / selected : 0.0, at::kFloat);
-  stats.experts_per_token = at::scalar_tensor(kept / tokens, at::kFloat);
-  stats.selected_per_token = at::scalar_tensor(selected / tokens, at::kFloat);
-  stats.passes_per_token = T > 0 ? passes.mean() : at::zeros({}, at::kFloat);
-  stats.experts_per_token_histogram = at::bincount(experts_used, {}, 1);
-  for (auto& [name, loss] : aux) loss.value = loss.value / static_cast<double>(pass_count);  // mean over passes
-  // (pass_count >= 1 whenever aux holds a term: only passes with tokens here add one.)
-  stats.aux_losses = std::move(aux);
+  // The passes' statistics summed (aux losses averaged over the executed passes), over the block's T
+  // tokens: passes_per_token = Σ pass sizes / T; the histogram counts experts over all passes.
+  result.stats = merge_stats(passes);
+  result.stats.num_tokens = T;
+  result.stats.experts_per_token_histogram = at::bincount(experts_used, {}, 1);
+  if (passes.empty()) {
+    result.stats.tokens_per_expert = at::zeros({E}, long_cpu);
+    result.stats.requested_per_expert = at::zeros({E}, long_cpu);
+  }
+  result.stats.finalize();
   return result;
 }
 

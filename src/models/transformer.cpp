@@ -8,32 +8,29 @@
 #include <cmath>
 
 #include "moe/core/error.h"
-#include "moe/layers/presets.h"
 #include "moe/layers/stratified_moe_block.h"
 
 namespace moe {
 namespace {
-
-const std::vector<std::string>& builtin_variants() {
-  static const std::vector<std::string> names{"dense", "switch", "gshard", "topk",         "xmoe",
-                                              "thor",  "smoe",   "hash",   "expert_choice"};
-  return names;
-}
-
-std::string join(const std::vector<std::string>& names) {
-  std::string out;
-  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
-  return out;
-}
 
 // Layers of one side with their stats name prefix.
 std::string slot_name(bool is_decoder, int64_t index) {
   return std::string(is_decoder ? "decoder." : "encoder.") + std::to_string(index);
 }
 
+// k of a fixed-k variant, else the user's top_k (or the router default).
+int64_t slot_top_k(const VariantSpec& spec, const RouterSettings& settings) {
+  if (spec.fixed_top_k > 0) return spec.fixed_top_k;
+  RouterOptions defaults;
+  settings.apply(defaults);
+  return defaults.top_k;
+}
+
 }  // namespace
 
 // ---- options ---------------------------------------------------------------------------------
+
+bool MoESlotOptions::is_moe() const { return variant_spec(variant).kind != SlotKind::kDense; }
 
 bool MoESlotOptions::is_moe_layer(int64_t index, bool is_decoder) const {
   if (!is_moe()) return false;
@@ -42,74 +39,81 @@ bool MoESlotOptions::is_moe_layer(int64_t index, bool is_decoder) const {
   return (index + index_base) % every == 0;
 }
 
-std::string MoESlotOptions::resolved_aux_combine() const {
-  if (aux_combine != "auto") return aux_combine;
-  return variant == "smoe" ? "mean" : "sum";
+AuxCombine MoESlotOptions::resolved_aux_combine() const {
+  return aux_combine == "auto" ? variant_spec(variant).aux_combine : parse_aux_combine(aux_combine);
 }
 
-void MoESlotOptions::validate(const std::string& owner) const {
-  const auto& builtins = builtin_variants();
-  const bool builtin = std::find(builtins.begin(), builtins.end(), variant) != builtins.end();
-  if (!builtin) {
-    const auto routers = known_routers();
-    MOE_CHECK(std::find(routers.begin(), routers.end(), variant) != routers.end(), owner, ".variant='", variant,
-              "' is neither a built-in variant (", join(builtins), ") nor a registered router (", join(routers), ")");
-  }
-  if (!is_moe()) return;
-  MOE_CHECK(num_experts >= 1, owner, ".num_experts must be >= 1, got ", num_experts);
-  MOE_CHECK(expert_hidden >= 0, owner, ".expert_hidden must be >= 0 (0 = the model's ffn_hidden), got ", expert_hidden);
-  const bool uses_top_k =
-      variant != "switch" && variant != "gshard" && variant != "xmoe" && variant != "thor" && variant != "smoe";
-  MOE_CHECK(!uses_top_k || (top_k >= 1 && top_k <= num_experts), owner,
-            ".top_k must be in [1, num_experts=", num_experts, "], got ", top_k);
-  MOE_CHECK(every >= 1, owner, ".every must be >= 1, got ", every);
+RouterOptions MoESlotOptions::resolved_router_options(int64_t d_model) const {
+  const auto spec = variant_spec(variant);
+  RouterOptions r;
+  if (spec.kind == SlotKind::kMoELayer)
+    r = spec.layer(d_model, num_experts, 1, slot_top_k(spec, router)).router_options;
+  if (spec.kind == SlotKind::kStratified) r = spec.block(d_model, {num_experts}, 1, 0.0).router_options;
+  r.d_model = d_model;
+  r.num_experts = num_experts;
+  router.apply(r);
+  return r;
+}
+
+void MoESlotOptions::validate(const std::string& owner, const std::string& router_owner_in) const {
+  const auto router_owner = router_owner_in.empty() ? owner + ".router" : router_owner_in;
+  const auto spec = variant_spec(variant, owner + ".variant");
+  if (spec.kind == SlotKind::kDense) return;
+  MOE_CHECK(num_experts >= 1 && num_experts <= 4096, owner, ".num_experts must be in [1, 4096], got ", num_experts);
+  MOE_CHECK(expert_hidden >= 0 && expert_hidden <= (1 << 20), owner,
+            ".expert_hidden must be in [0, 1048576] (0 = the model's ffn_hidden), got ", expert_hidden);
+  MOE_CHECK(every >= 1 && every <= 256, owner, ".every must be in [1, 256], got ", every);
   MOE_CHECK(index_base == 0 || index_base == 1, owner, ".index_base must be 0 or 1, got ", index_base);
   MOE_CHECK(placement == "encoder" || placement == "decoder" || placement == "both", owner, ".placement must be ",
-            "encoder, decoder or both, got '", placement, "'");
-  MOE_CHECK(eval_token_fraction == -1 || (eval_token_fraction >= 0 && eval_token_fraction <= 1), owner,
-            ".eval_token_fraction must be -1 (variant default) or in [0, 1], got ", eval_token_fraction);
-  MOE_CHECK(aux_weight >= 0, owner, ".aux_weight must be >= 0, got ", aux_weight);
-  MOE_CHECK(z_weight >= 0, owner, ".z_weight must be >= 0, got ", z_weight);
-  MOE_CHECK(threshold > 0 && threshold <= 1, owner, ".threshold must be in (0, 1], got ", threshold);
-  MOE_CHECK(thor_alpha >= 0, owner, ".thor_alpha must be >= 0, got ", thor_alpha);
-  MOE_CHECK(thor_eval_granularity == "batch" || thor_eval_granularity == "token" ||
-                thor_eval_granularity == "sequence" || thor_eval_granularity == "position",
-            owner, ".thor_eval_granularity must be batch, token, sequence or position, got '", thor_eval_granularity,
-            "'");
+            "encoder, decoder or both, got '", printable(placement), "'");
+  MOE_CHECK(std::isfinite(thor_alpha) && thor_alpha >= 0, owner, ".thor_alpha must be >= 0, got ", thor_alpha);
   MOE_CHECK(aux_combine == "auto" || aux_combine == "sum" || aux_combine == "mean", owner,
-            ".aux_combine must be auto, sum or mean, got '", aux_combine, "'");
-  if (variant == "smoe") {
+            ".aux_combine must be auto, sum or mean, got '", printable(aux_combine), "'");
+  if (spec.kind == SlotKind::kStratified) {
     const auto strata_sizes = parse_strata(strata);
     int64_t sum = 0;
     for (auto s : strata_sizes) sum += s;
     MOE_CHECK(sum == num_experts, owner, ".strata='", strata, "' sums to ", sum, " but ", owner,
               ".num_experts=", num_experts);
   }
+  if (spec.fixed_top_k > 0 && router.has("top_k")) {
+    MOE_CHECK(router.get("top_k") == std::to_string(spec.fixed_top_k), router_owner, ".top_k = ", router.get("top_k"),
+              " does not apply to variant '", variant, "', which uses k = ", spec.fixed_top_k,
+              " (variant topk takes any k)");
+  }
+  resolved_router_options(/*d_model=*/1).validate(router_owner, /*config_keys=*/true);
 }
 
-void TransformerOptions::validate(const std::string& owner) const {
-  MOE_CHECK(vocab_size >= 2, owner, ".vocab_size must be >= 2, got ", vocab_size);
+void TransformerOptions::validate(const std::string& owner, const std::string& moe_owner,
+                                  const std::string& router_owner) const {
+  MOE_CHECK(vocab_size >= 2 && vocab_size <= (1 << 24), owner, ".vocab_size must be in [2, 16777216], got ",
+            vocab_size);
   MOE_CHECK(padding_idx >= 0 && padding_idx < vocab_size, owner, ".padding_idx must be in [0, vocab_size), got ",
             padding_idx);
   MOE_CHECK(d_model >= 4 && d_model % 2 == 0, owner, ".d_model must be even and >= 4, got ", d_model);
+  MOE_CHECK(d_model <= 65536, owner, ".d_model must be <= 65536, got ", d_model);
   MOE_CHECK(heads >= 1 && d_model % heads == 0, owner, ".heads must be >= 1 and divide ", owner, ".d_model=", d_model,
             ", got ", heads);
-  MOE_CHECK(attention_dropout >= 0 && attention_dropout < 1, owner, ".attention_dropout must be in [0, 1), got ",
-            attention_dropout);
-  MOE_CHECK(encoder_layers >= 1, owner, ".encoder_layers must be >= 1, got ", encoder_layers);
-  MOE_CHECK(decoder_layers >= 1, owner, ".decoder_layers must be >= 1, got ", decoder_layers);
-  MOE_CHECK(ffn_hidden >= 1, owner, ".ffn_hidden must be >= 1, got ", ffn_hidden);
+  MOE_CHECK(encoder_layers >= 1 && encoder_layers <= 256, owner, ".encoder_layers must be in [1, 256], got ",
+            encoder_layers);
+  MOE_CHECK(decoder_layers >= 1 && decoder_layers <= 256, owner, ".decoder_layers must be in [1, 256], got ",
+            decoder_layers);
+  MOE_CHECK(ffn_hidden >= 1 && ffn_hidden <= (1 << 20), owner, ".ffn_hidden must be in [1, 1048576], got ", ffn_hidden);
   parse_activation(activation);
-  MOE_CHECK(dropout >= 0 && dropout < 1, owner, ".dropout must be in [0, 1), got ", dropout);
-  MOE_CHECK(activation_dropout >= 0 && activation_dropout < 1, owner, ".activation_dropout must be in [0, 1), got ",
-            activation_dropout);
-  MOE_CHECK(max_positions >= 1, owner, ".max_positions must be >= 1, got ", max_positions);
-  moe.validate(owner + ".moe");
+  for (auto [name, p] : {std::pair<const char*, double>{".dropout", dropout},
+                         {".attention_dropout", attention_dropout},
+                         {".activation_dropout", activation_dropout}})
+    MOE_CHECK(p >= 0 && p < 1, owner, name, " must be in [0, 1), got ", p);
+  MOE_CHECK(max_positions >= 1 && max_positions <= (1 << 20), owner, ".max_positions must be in [1, 1048576], got ",
+            max_positions);
+  const auto slot_owner = moe_owner.empty() ? owner + ".moe" : moe_owner;
+  moe.validate(slot_owner, router_owner.empty() ? slot_owner + ".router" : router_owner);
 }
 
 // ---- FFN slots ---------------------------------------------------------------------------------
 
-std::shared_ptr<FeedForwardBlockImpl> make_ffn_slot(const TransformerOptions& o, int64_t index, bool is_decoder) {
+std::shared_ptr<FeedForwardBlockImpl> make_ffn_slot(const TransformerOptions& o, int64_t index, bool is_decoder,
+                                                    const std::shared_ptr<Communicator>& expert_group) {
   const auto& m = o.moe;
   const auto activation = parse_activation(o.activation);
   if (!m.is_moe_layer(index, is_decoder)) {
@@ -120,45 +124,22 @@ std::shared_ptr<FeedForwardBlockImpl> make_ffn_slot(const TransformerOptions& o,
     dense.ffn.activation_dropout = o.activation_dropout;
     return std::make_shared<DenseFFNImpl>(dense);
   }
+  const auto spec = variant_spec(m.variant);
   const int64_t h = m.expert_hidden > 0 ? m.expert_hidden : o.ffn_hidden;
-  if (m.variant == "smoe") {
-    auto s = smoe_block_options(o.d_model, parse_strata(m.strata), h, o.dropout);
+  if (spec.kind == SlotKind::kStratified) {
+    auto s = spec.block(o.d_model, parse_strata(m.strata), h, o.dropout);
     s.input_layernorm = o.pre_norm;  // post-LN: the slot input is already normalised
     s.experts.ffn.activation = activation;
     s.experts.ffn.activation_dropout = o.activation_dropout;
-    s.router_options.balance_loss_coef = m.aux_weight;
-    s.router_options.z_loss_coef = m.z_weight;
-    if (m.capacity_factor > 0) s.router_options.capacity.capacity_factor = m.capacity_factor;
-    if (m.eval_token_fraction >= 0) s.router_options.capacity.eval_token_fraction = m.eval_token_fraction;
-    if (m.deterministic_eval) s.router_options.sample_in_eval = false;
-    s.expert_group = m.expert_group;
+    m.router.apply(s.router_options);
+    s.expert_group = expert_group;
     return std::make_shared<StratifiedMoEBlockImpl>(s);
   }
-  MoELayerOptions l;
-  if (m.variant == "xmoe") {
-    l = xmoe_layer_options(o.d_model, m.num_experts, h, /*lm_code=*/false);
-    l.router_options.threshold = m.threshold;
-  } else if (m.variant == "thor") {
-    l = thor_layer_options(o.d_model, m.num_experts, h);
-    l.router_options.eval_granularity = m.thor_eval_granularity;
-  } else {
-    const int64_t k = m.variant == "switch" ? 1 : m.variant == "gshard" ? 2 : m.top_k;
-    l = MoELayerOptions(o.d_model, m.num_experts, h, k);
-    l.router = (m.variant == "switch" || m.variant == "gshard") ? "topk" : m.variant;
-    if (m.variant == "switch")
-      l.router_options.capacity.capacity_factor = l.router_options.capacity.eval_capacity_factor = 1.25;
-  }
-  if (m.variant != "thor") {
-    l.router_options.balance_loss_coef = m.aux_weight;
-    l.router_options.z_loss_coef = m.z_weight;
-    if (m.capacity_factor > 0)
-      l.router_options.capacity.capacity_factor = l.router_options.capacity.eval_capacity_factor = m.capacity_factor;
-    const double fraction = m.eval_token_fraction >= 0 ? m.eval_token_fraction : (m.variant == "xmoe" ? 0.0 : 1.0);
-    l.router_options.capacity.eval_token_fraction = fraction;
-  }
+  auto l = spec.layer(o.d_model, m.num_experts, h, slot_top_k(spec, m.router));
   l.experts.ffn.activation = activation;
   l.experts.ffn.activation_dropout = o.activation_dropout;
-  l.expert_group = m.expert_group;
+  m.router.apply(l.router_options);
+  l.expert_group = expert_group;
   return std::make_shared<MoELayerImpl>(l);
 }
 
@@ -220,13 +201,14 @@ at::Tensor attention_sublayer(MultiheadAttention& attn, torch::nn::LayerNorm& no
 
 }  // namespace
 
-TransformerEncoderLayerImpl::TransformerEncoderLayerImpl(const TransformerOptions& o, int64_t index_)
+TransformerEncoderLayerImpl::TransformerEncoderLayerImpl(const TransformerOptions& o, int64_t index_,
+                                                         const std::shared_ptr<Communicator>& expert_group)
     : options(o), index(index_) {
   self_attn =
       register_module("self_attn", MultiheadAttention(AttentionOptions(o.d_model, o.heads, o.attention_dropout)));
   self_attn_norm = register_module("self_attn_norm", layer_norm(o.d_model));
   ffn_norm = register_module("ffn_norm", layer_norm(o.d_model));
-  ffn = register_module("ffn", make_ffn_slot(o, index, /*is_decoder=*/false));
+  ffn = register_module("ffn", make_ffn_slot(o, index, /*is_decoder=*/false, expert_group));
 }
 
 at::Tensor TransformerEncoderLayerImpl::forward(const at::Tensor& x, const at::Tensor& padding,
@@ -236,7 +218,8 @@ at::Tensor TransformerEncoderLayerImpl::forward(const at::Tensor& x, const at::T
                       options.moe.is_moe_layer(index, false));
 }
 
-TransformerDecoderLayerImpl::TransformerDecoderLayerImpl(const TransformerOptions& o, int64_t index_)
+TransformerDecoderLayerImpl::TransformerDecoderLayerImpl(const TransformerOptions& o, int64_t index_,
+                                                         const std::shared_ptr<Communicator>& expert_group)
     : options(o), index(index_) {
   self_attn =
       register_module("self_attn", MultiheadAttention(AttentionOptions(o.d_model, o.heads, o.attention_dropout)));
@@ -245,7 +228,7 @@ TransformerDecoderLayerImpl::TransformerDecoderLayerImpl(const TransformerOption
   self_attn_norm = register_module("self_attn_norm", layer_norm(o.d_model));
   cross_attn_norm = register_module("cross_attn_norm", layer_norm(o.d_model));
   ffn_norm = register_module("ffn_norm", layer_norm(o.d_model));
-  ffn = register_module("ffn", make_ffn_slot(o, index, /*is_decoder=*/true));
+  ffn = register_module("ffn", make_ffn_slot(o, index, /*is_decoder=*/true, expert_group));
 }
 
 at::Tensor TransformerDecoderLayerImpl::forward(const at::Tensor& x, const EncoderOutput& encoder,
@@ -263,7 +246,9 @@ at::Tensor TransformerDecoderLayerImpl::forward(const at::Tensor& x, const Encod
 
 // ---- model ---------------------------------------------------------------------------------------
 
-TransformerModelImpl::TransformerModelImpl(const TransformerOptions& o) : options(o) {
+TransformerModelImpl::TransformerModelImpl(const TransformerOptions& o,
+                                           const std::shared_ptr<Communicator>& expert_group)
+    : options(o) {
   options.validate();
   embed = register_module(
       "embed", torch::nn::Embedding(torch::nn::EmbeddingOptions(o.vocab_size, o.d_model).padding_idx(o.padding_idx)));
@@ -273,9 +258,9 @@ TransformerModelImpl::TransformerModelImpl(const TransformerOptions& o) : option
     embed->weight[o.padding_idx].zero_();
   }
   encoder_layers = register_module("encoder", torch::nn::ModuleList());
-  for (int64_t i = 0; i < o.encoder_layers; ++i) encoder_layers->push_back(TransformerEncoderLayer(o, i));
+  for (int64_t i = 0; i < o.encoder_layers; ++i) encoder_layers->push_back(TransformerEncoderLayer(o, i, expert_group));
   decoder_layers = register_module("decoder", torch::nn::ModuleList());
-  for (int64_t i = 0; i < o.decoder_layers; ++i) decoder_layers->push_back(TransformerDecoderLayer(o, i));
+  for (int64_t i = 0; i < o.decoder_layers; ++i) decoder_layers->push_back(TransformerDecoderLayer(o, i, expert_group));
   if (o.pre_norm) {
     encoder_norm = register_module("encoder_norm", layer_norm(o.d_model));
     decoder_norm = register_module("decoder_norm", layer_norm(o.d_model));
@@ -358,7 +343,7 @@ at::Tensor TransformerModelImpl::combine_aux_losses(const std::vector<LayerStats
     ++n;
   }
   if (!total.defined()) return at::zeros({}, embed->weight.options().dtype(at::kFloat));
-  return options.moe.resolved_aux_combine() == "mean" ? total / static_cast<double>(n) : total;
+  return options.moe.resolved_aux_combine() == AuxCombine::kMean ? total / static_cast<double>(n) : total;
 }
 
 std::vector<std::string> TransformerModelImpl::moe_layer_names() const {
@@ -374,26 +359,19 @@ ParameterCount TransformerModelImpl::count_parameters(const std::map<std::string
   ParameterCount c;
   for (const auto& p : parameters()) c.total += p.numel();
   c.embedding = embed->weight.numel();
-  const auto& m = options.moe;
-  const double nominal = m.variant == "switch" || m.variant == "thor"   ? 1.0
-                         : m.variant == "gshard"                        ? 2.0
-                         : (m.variant == "smoe" || m.variant == "xmoe") ? -1.0
-                                                                        : static_cast<double>(m.top_k);
+  const auto spec = variant_spec(options.moe.variant);
+  const double nominal = spec.nominal_experts_per_token != 0
+                             ? spec.nominal_experts_per_token
+                             : static_cast<double>(slot_top_k(spec, options.moe.router));
   double active = static_cast<double>(c.total);
-  auto account = [&](const torch::nn::Module& slot, const std::string& name) {
-    int64_t expert_params = 0, num_experts = 0, held = 0;
+  auto account = [&](const FeedForwardBlockImpl& slot, const std::string& name) {
+    const auto* bank = slot.expert_bank();
+    if (bank == nullptr) return;  // a dense slot
+    int64_t expert_params = 0;
     for (const auto& item : slot.named_parameters(/*recurse=*/true)) {
       if (item.key().rfind("experts.", 0) == 0) expert_params += item.value().numel();
     }
-    if (const auto* l = dynamic_cast<const MoELayerImpl*>(&slot)) {
-      num_experts = l->options.num_experts;
-      held = l->experts->options.num_local_experts;
-    }
-    if (const auto* b = dynamic_cast<const StratifiedMoEBlockImpl*>(&slot)) {
-      num_experts = b->options.num_experts();
-      held = b->experts->options.num_local_experts;
-    }
-    if (num_experts == 0) return;
+    const int64_t num_experts = bank->options.num_experts, held = bank->options.local_count();
     // Under expert parallelism this process holds `held` of the layer's experts; count the layer.
     const double per_expert = static_cast<double>(expert_params) / static_cast<double>(held);
     const auto elsewhere = static_cast<int64_t>(std::llround(per_expert * static_cast<double>(num_experts - held)));

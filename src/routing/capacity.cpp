@@ -11,25 +11,41 @@ namespace moe {
 CapacityFormula parse_capacity_formula(const std::string& name) {
   if (name == "gshard") return CapacityFormula::kGShard;
   if (name == "deepspeed") return CapacityFormula::kDeepSpeed;
-  throw Error("capacity formula must be one of gshard, deepspeed; got '" + name + "'");
+  MOE_THROW("capacity formula must be one of gshard, deepspeed; got '", printable(name), "'");
 }
 
-std::string to_string(CapacityFormula formula) {
-  return formula == CapacityFormula::kGShard ? "gshard" : "deepspeed";
+std::string to_string(CapacityFormula formula) { return formula == CapacityFormula::kGShard ? "gshard" : "deepspeed"; }
+
+std::vector<OptionField> capacity_option_fields(CapacityOptions& c) {
+  FieldList f;
+  f.add("capacity_factor", c.capacity_factor,
+        "capacity factor γ in training (and in evaluation unless eval_capacity_factor is set)")
+      .above(0)
+      .member = "capacity.capacity_factor";
+  f.add("eval_capacity_factor", c.eval_capacity_factor, "capacity factor γ in evaluation").above(0).member =
+      "capacity.eval_capacity_factor";
+  f.add("min_capacity", c.min_capacity, "lower bound on the capacity (XMoE: 4)").at_least(0).member =
+      "capacity.min_capacity";
+  f.add("eval_token_fraction", c.eval_token_fraction,
+        "evaluation capacity ceil(f·T) when > 0 (1 = nothing dropped); 0 = use eval_capacity_factor")
+      .in(0, 1)
+      .member = "capacity.eval_token_fraction";
+  f.add("drop_tokens", c.drop_tokens, "false: no capacity limit").member = "capacity.drop_tokens";
+  f.add_custom(
+       "capacity_formula", FieldType::kString, "gshard: floor(γ·k·ceil(T/E)) | deepspeed: ceil(γ·k·T/E)",
+       [&c](const std::string& v) { c.formula = parse_capacity_formula(v); },
+       [&c] { return toml_string(to_string(c.formula)); })
+      .member = "capacity.formula";
+  return std::move(f.fields());
 }
 
 void CapacityOptions::validate(const std::string& owner) const {
-  MOE_CHECK(std::isfinite(capacity_factor) && capacity_factor > 0, owner,
-            ".capacity.capacity_factor must be > 0, got ", capacity_factor);
-  MOE_CHECK(std::isfinite(eval_capacity_factor) && eval_capacity_factor > 0, owner,
-            ".capacity.eval_capacity_factor must be > 0, got ", eval_capacity_factor);
-  MOE_CHECK(min_capacity >= 0, owner, ".capacity.min_capacity must be >= 0, got ", min_capacity);
-  MOE_CHECK(eval_token_fraction >= 0 && eval_token_fraction <= 1, owner,
-            ".capacity.eval_token_fraction must be in [0, 1] (0 = off), got ", eval_token_fraction);
+  auto copy = *this;
+  for (const auto& field : capacity_option_fields(copy)) field.check(owner, /*by_member=*/true);
 }
 
-int64_t compute_capacity(const CapacityOptions& options, int64_t num_tokens, int64_t num_experts,
-                         int64_t top_k, bool training) {
+int64_t compute_capacity(const CapacityOptions& options, int64_t num_tokens, int64_t num_experts, int64_t top_k,
+                         bool training) {
   MOE_CHECK(num_tokens >= 0, "compute_capacity: num_tokens must be >= 0, got ", num_tokens);
   MOE_CHECK(num_experts >= 1, "compute_capacity: num_experts must be >= 1, got ", num_experts);
   MOE_CHECK(top_k >= 1, "compute_capacity: top_k must be >= 1, got ", top_k);

@@ -11,7 +11,7 @@
 namespace moe {
 
 ExpertChoiceRouterImpl::ExpertChoiceRouterImpl(const RouterOptions& options) : RouterImpl(options) {
-  options_.validate("ExpertChoiceRouterOptions");
+  options_.validate();
   if (options_.normalization == WeightNormalization::kAuto) options_.normalization = WeightNormalization::kNone;
   weight = register_router_weight();
 }
@@ -31,7 +31,7 @@ RoutingPlan ExpertChoiceRouterImpl::route_impl(const at::Tensor& hidden, const R
     auto order = std::get<1>(probs.detach().t().sort(/*stable=*/true, /*dim=*/1, /*descending=*/true));  // [E, T]
     auto chosen = at::zeros({T, E}, at::TensorOptions().dtype(at::kBool).device(hidden.device()));
     if (C > 0 && T > 0) {
-      auto tokens = order.narrow(1, 0, C);                                   // [E, C]
+      auto tokens = order.narrow(1, 0, C);  // [E, C]
       auto experts = at::arange(E, tokens.options()).unsqueeze(1).expand({E, C});
       chosen.index_put_({tokens.reshape({-1}), experts.reshape({-1})}, at::ones({}, chosen.options()));
     }

@@ -31,9 +31,7 @@ at::Tensor hash_to_expert(const at::Tensor& values, int64_t num_experts, uint64_
 
 HashRouterImpl::HashRouterImpl(const RouterOptions& options) : RouterImpl(options) {
   options_.top_k = 1;
-  options_.validate("HashRouterOptions");
-  MOE_CHECK(options_.hash_by == "token" || options_.hash_by == "position",
-            "HashRouterOptions.hash_by must be one of token, position; got '", options_.hash_by, "'");
+  options_.validate();
   by_token_ = options_.hash_by == "token";
   options_.normalization = WeightNormalization::kNone;
 }
@@ -50,8 +48,11 @@ RoutingPlan HashRouterImpl::route_impl(const at::Tensor& hidden, const RoutingCo
     values = at::arange(T, at::kLong).remainder(S);  // position within the sequence (batch-major)
   }
   RoutingPlan plan;
-  plan.expert_index = hash_to_expert(values, options_.num_experts, options_.hash_seed).reshape({T, 1}).to(hidden.device());
-  plan.weight = at::ones({T, 1}, hidden.options().dtype(hidden.scalar_type() == at::kDouble ? at::kDouble : at::kFloat));
+  plan.expert_index = hash_to_expert(values, options_.num_experts, static_cast<uint64_t>(options_.hash_seed))
+                          .reshape({T, 1})
+                          .to(hidden.device());
+  plan.weight =
+      at::ones({T, 1}, hidden.options().dtype(hidden.scalar_type() == at::kDouble ? at::kDouble : at::kFloat));
   plan.normalization = WeightNormalization::kNone;
   plan.capacity = -1;
   return plan;

@@ -17,7 +17,7 @@ DrawGranularity parse_draw_granularity(const std::string& name) {
 
 StochasticRouterImpl::StochasticRouterImpl(const RouterOptions& options) : RouterImpl(options) {
   options_.top_k = 1;
-  options_.validate("StochasticRouterOptions");
+  options_.validate();
   train_granularity_ = parse_draw_granularity(options_.train_granularity);
   eval_granularity_ = parse_draw_granularity(options_.eval_granularity);
   options_.normalization = WeightNormalization::kNone;

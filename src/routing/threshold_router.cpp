@@ -9,21 +9,8 @@
 #include "moe/routing/losses.h"
 
 namespace moe {
-namespace {
-
-void check_threshold(double threshold, const char* owner) {
-  MOE_CHECK(std::isfinite(threshold) && threshold > 0 && threshold <= 1, owner,
-            ".threshold must be in (0, 1], got ", threshold);
-}
-
-}  // namespace
-
 ThresholdRouterImpl::ThresholdRouterImpl(const RouterOptions& options) : RouterImpl(options) {
-  options_.validate("ThresholdRouterOptions");
-  check_threshold(options_.threshold, "ThresholdRouterOptions");
-  MOE_CHECK(options_.eval_threshold == -1 || (options_.eval_threshold > 0 && options_.eval_threshold <= 1),
-            "ThresholdRouterOptions.eval_threshold must be -1 (same as threshold) or in (0, 1], got ",
-            options_.eval_threshold);
+  options_.validate();  // threshold in (0, 1], eval_threshold -1 or in (0, 1]
   if (options_.normalization == WeightNormalization::kAuto) options_.normalization = WeightNormalization::kNone;
   weight = register_router_weight();
 }
@@ -31,8 +18,10 @@ ThresholdRouterImpl::ThresholdRouterImpl(const RouterOptions& options) : RouterI
 void ThresholdRouterImpl::reset_parameters() { reset_router_weight(weight); }
 
 void ThresholdRouterImpl::set_threshold(double threshold) {
-  check_threshold(threshold, "ThresholdRouter");
-  options_.threshold = threshold;
+  auto changed = options_;
+  changed.threshold = threshold;
+  changed.validate("ThresholdRouter");
+  options_ = changed;
 }
 
 RoutingPlan ThresholdRouterImpl::route_impl(const at::Tensor& hidden, const RoutingContext& /*context*/) {

@@ -24,7 +24,7 @@ at::Tensor gumbel_noise(const at::Tensor& like, const std::optional<at::Generato
 }  // namespace
 
 TopKRouterImpl::TopKRouterImpl(const RouterOptions& options) : RouterImpl(options) {
-  options_.validate("TopKRouterOptions");
+  options_.validate();
   if (options_.normalization == WeightNormalization::kAuto) {
     options_.normalization = options_.top_k == 1 ? WeightNormalization::kNone : WeightNormalization::kKept;
   }
@@ -42,8 +42,8 @@ RoutingPlan TopKRouterImpl::route_impl(const at::Tensor& hidden, const RoutingCo
     x = x * at::empty_like(x).uniform_(1.0 - options_.jitter, 1.0 + options_.jitter, generator_);
   }
   auto logits = router_logits(x, weight);  // [T, E], fp32 (fp64 for fp64)
-  const bool sample = K > 1 && options_.second_expert_policy == SecondExpertPolicy::kSampling &&
-                      (training || options_.sample_in_eval);
+  const bool sample =
+      K > 1 && options_.second_expert_policy == SecondExpertPolicy::kSampling && (training || options_.sample_in_eval);
   at::Tensor probs, top1;
   std::vector<at::Tensor> picks;
   if (!sample) {

@@ -5,6 +5,7 @@
 #include <torch/serialize/archive.h>
 
 #include <cstring>
+#include <iterator>
 #include <sstream>
 
 #include "moe/core/error.h"
@@ -91,9 +92,19 @@ void save_sharded_state(const std::string& prefix, const NamedState& state, cons
                         const std::string& tag) {
   const int P = groups.expert_parallel_size();
   const int position = groups.expert ? groups.expert->rank() : 0;
+  const auto tag_tensor = string_tensor(tag);
+  if (P == 1) {
+    // Every process holds every expert: one file, written by world rank 0, experts inline.
+    if (!groups.world || groups.world->rank() == 0)
+      write_state_file(shared_state_path(prefix), state,
+                       {{"expert_parallel_size", at::tensor(int64_t{1})},
+                        {"experts_inline", at::tensor(int64_t{1})},
+                        {"tag", tag_tensor}});
+    if (groups.world) groups.world->barrier();
+    return;
+  }
   NamedState shared, experts;
   for (const auto& [name, t] : state) (expert_id_of(name) < 0 ? shared : experts)[name] = t;
-  const auto tag_tensor = string_tensor(tag);
   if (!groups.expert_data || groups.expert_data->rank() == 0)
     write_state_file(expert_shard_path(prefix, position, P), experts, {{"tag", tag_tensor}});
   // The shared file last, once every shard is complete: a listed checkpoint is a whole one.
@@ -112,6 +123,14 @@ NamedState load_sharded_state(const std::string& prefix, const std::function<boo
             shared_state_path(prefix), " does not say how many expert shards it has");
   const auto tag = tensor_string(tag_t);
   const int P = static_cast<int>(p_t.item<int64_t>());
+  at::Tensor inline_t;
+  if (archive.try_read("experts_inline", inline_t)) {  // one file holds everything
+    for (auto it = out.begin(); it != out.end();) {
+      const auto id = expert_id_of(it->first);
+      it = id >= 0 && !wanted(id) ? out.erase(it) : std::next(it);
+    }
+    return out;
+  }
   for (int i = 0; i < P; ++i) {
     torch::serialize::InputArchive shard_archive;
     const auto path = expert_shard_path(prefix, i, P);
@@ -125,6 +144,5 @@ NamedState load_sharded_state(const std::string& prefix, const std::function<boo
   }
   return out;
 }
-
 
 }  // namespace moe

@@ -92,8 +92,7 @@ int scenario_layer(const std::string& router, int P, Report& report) {
   const int64_t d = 8, E = 8;
   auto input = [&](int q) {
     auto gen = at::make_generator<at::CPUGeneratorImpl>(1000 + q);
-    return std::make_pair(at::randn({tokens_of(q), d}, gen, at::kFloat),
-                          at::randn({tokens_of(q), d}, gen, at::kFloat));
+    return std::make_pair(at::randn({tokens_of(q), d}, gen, at::kFloat), at::randn({tokens_of(q), d}, gen, at::kFloat));
   };
   // The reference: one process holding every expert, run on each rank's tokens in turn.
   torch::manual_seed(7);
@@ -249,9 +248,8 @@ TransformerModel reshard_model(const std::shared_ptr<Communicator>& group, const
   o.moe.num_experts = 4;
   o.moe.strata = "2,2";
   o.moe.every = 1;
-  o.moe.deterministic_eval = true;
-  o.moe.expert_group = group;
-  return TransformerModel(o);
+  o.moe.router.set("sample_in_eval", false);
+  return TransformerModel(o, group);
 }
 
 int scenario_reshard(const std::string& mode, int P, const std::string& dir, Report& report) {
@@ -264,7 +262,8 @@ int scenario_reshard(const std::string& mode, int P, const std::string& dir, Rep
     const auto prefix = dir + "/model-" + variant;
     if (mode == "load") {
       const auto shard = expert_shard(4, groups.expert.get(), "reshard");
-      auto state = load_sharded_state(prefix, [&](int64_t id) { return id >= shard.first && id < shard.first + shard.count; });
+      auto state =
+          load_sharded_state(prefix, [&](int64_t id) { return id >= shard.first && id < shard.first + shard.count; });
       load_module_state(*model, state, prefix);
     }
     model->eval();
@@ -282,8 +281,8 @@ int scenario_reshard(const std::string& mode, int P, const std::string& dir, Rep
       worst = std::max(worst, max_diff(logits, saved));
     }
   }
-  report.text << mode << " with expert-parallel size " << P << " of " << world->size() << "; worst logit diff "
-              << worst << "\n";
+  report.text << mode << " with expert-parallel size " << P << " of " << world->size() << "; worst logit diff " << worst
+              << "\n";
   const bool ok = worst <= 1e-5;  // experts run over other row groupings: fp32 rounding only
   report.text << (ok ? "OK" : "FAIL") << "\n";
   return ok ? 0 : 1;
@@ -300,12 +299,18 @@ int main(int argc, char** argv) {
     MOE_CHECK(!a.empty(), "usage: moe_parallel_worker <scenario> ...");
     report.dir = a.back();
     int code = 1;
-    if (a[0] == "layer" && a.size() == 4) code = scenario_layer(a[1], std::stoi(a[2]), report);
-    else if (a[0] == "grads" && a.size() == 3) code = scenario_grads(std::stoi(a[1]), report);
-    else if (a[0] == "dead" && a.size() == 3) code = scenario_dead(a[1], report);
-    else if (a[0] == "mismatch" && a.size() == 2) code = scenario_mismatch(report);
-    else if (a[0] == "reshard" && a.size() == 4) code = scenario_reshard(a[1], std::stoi(a[2]), a[3], report);
-    else MOE_THROW("unknown scenario or wrong arguments: ", a[0]);
+    if (a[0] == "layer" && a.size() == 4)
+      code = scenario_layer(a[1], std::stoi(a[2]), report);
+    else if (a[0] == "grads" && a.size() == 3)
+      code = scenario_grads(std::stoi(a[1]), report);
+    else if (a[0] == "dead" && a.size() == 3)
+      code = scenario_dead(a[1], report);
+    else if (a[0] == "mismatch" && a.size() == 2)
+      code = scenario_mismatch(report);
+    else if (a[0] == "reshard" && a.size() == 4)
+      code = scenario_reshard(a[1], std::stoi(a[2]), a[3], report);
+    else
+      MOE_THROW("unknown scenario or wrong arguments: ", a[0]);
     report.write();
     return code;
   } catch (const c10::Error& e) {

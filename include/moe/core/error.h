@@ -27,12 +27,12 @@ std::string concat(const Args&... args) {
 }  // namespace moe
 
 /// Throws moe::Error with the streamed arguments as message when `cond` is false.
-/// Example: MOE_CHECK(k >= 1, "TopKRouterOptions.top_k must be >= 1, got ", k);
-#define MOE_CHECK(cond, ...)                                      \
-  do {                                                            \
-    if (!(cond)) {                                                \
-      throw ::moe::Error(::moe::detail::concat(__VA_ARGS__));     \
-    }                                                             \
+/// Example: MOE_CHECK(k >= 1, "RouterOptions.top_k must be >= 1, got ", k);
+#define MOE_CHECK(cond, ...)                                  \
+  do {                                                        \
+    if (!(cond)) {                                            \
+      throw ::moe::Error(::moe::detail::concat(__VA_ARGS__)); \
+    }                                                         \
   } while (0)
 
 /// Throws moe::Error with the streamed arguments as message.

@@ -20,7 +20,7 @@ struct Example {
   std::vector<int64_t> source;  ///< [tag] + pieces + [eos]
   std::vector<int64_t> target;  ///< pieces + [eos]
   int64_t direction = 0;
-  int64_t index = 0;            ///< position in its ParallelText
+  int64_t index = 0;  ///< position in its ParallelText
 };
 
 /// Encodes every pair of `text`; pairs whose source or target exceeds max_length ids are skipped.
@@ -74,6 +74,11 @@ class TokenBatcher {
   State state_;
   std::vector<std::vector<std::vector<int64_t>>> batches_;  ///< per direction: the current epoch's batches
 };
+
+/// A batcher state as one int64 tensor [2 + 2·D]: step, D, epoch[D], cursor[D] (for checkpoints).
+at::Tensor batcher_state_to_tensor(const TokenBatcher::State& state);
+/// The inverse; throws moe::Error naming `source` when the tensor is malformed.
+TokenBatcher::State batcher_state_from_tensor(const at::Tensor& tensor, const std::string& source);
 
 /// In-order batches of one direction for evaluation (no shuffling, token budget respected).
 std::vector<Batch> make_eval_batches(const std::vector<Example>& examples, int64_t max_tokens);

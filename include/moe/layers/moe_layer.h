@@ -1,6 +1,7 @@
-// MoELayer: router -> RoutingPlan -> DispatchLayout -> dispatch -> ExpertBank -> combine, the whole
-// data path of one sparse feed-forward layer, returning its output and MoEStats. DenseFFN has the
-// same interface, so a model's FFN slot can hold either (and comparisons are like for like).
+// MoELayer: one routing pass (router -> RoutingPlan -> DispatchLayout -> dispatch -> ExpertBank ->
+// combine; moe/layers/routing_pass.h), the whole data path of one sparse feed-forward layer,
+// returning its output and MoEStats. DenseFFN has the same interface (FeedForwardBlockImpl), so a
+// model's FFN slot can hold either, or SMoE's StratifiedMoEBlock, and comparisons are like for like.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -12,34 +13,11 @@
 #include <string>
 
 #include "moe/layers/expert_bank.h"
+#include "moe/layers/moe_stats.h"
 #include "moe/parallel/communicator.h"
 #include "moe/routing/router.h"
 
 namespace moe {
-
-/// Throws moe::Error naming `router` unless `plan` is well-formed for `num_tokens` tokens.
-void check_plan(const RoutingPlan& plan, int64_t num_tokens, const std::string& router);
-
-/// Statistics of one layer call. Tensors stay where they were computed; to_string() reads them.
-struct MoEStats {
-  int64_t num_tokens = 0;
-  at::Tensor tokens_per_expert;     ///< [E] int64, rows each expert processed (after capacity)
-  at::Tensor requested_per_expert;  ///< [E] int64, assignments before capacity
-  at::Tensor dropped_fraction;      ///< [] fp32, dropped assignments / selected assignments
-  at::Tensor experts_per_token;     ///< [] fp32, mean experts that processed a token (after capacity)
-  at::Tensor selected_per_token;    ///< [] fp32, mean experts selected per token (before capacity)
-  at::Tensor passes_per_token;      ///< [] fp32, routing passes per token (SMoE's requested capacity; 1 otherwise)
-  at::Tensor experts_per_token_histogram;  ///< [K_max + 1] int64: tokens processed by 0, 1, ... experts
-  /// Expert FLOPs per token relative to top-k over the same experts: experts_per_token / k.
-  double relative_expert_flops(int64_t k) const;
-  std::map<std::string, AuxLoss> aux_losses;  ///< by name, e.g. "balance", "z"
-
-  /// Σ coefficient · value over aux_losses with a non-zero coefficient: a 0-dim tensor to add to the
-  /// objective (0 if none).
-  at::Tensor total_aux_loss() const;
-  /// One line: "tokens=.. dropped=..% experts/token=.. balance=.. z=.. load=[..]".
-  std::string to_string() const;
-};
 
 struct MoEOutput {
   at::Tensor output;  ///< the input's shape and dtype
@@ -56,6 +34,8 @@ class FeedForwardBlockImpl : public torch::nn::Module {
   /// True when the output already contains the residual stream (SMoE's block), so a transformer
   /// layer must not add x again; false for an ordinary FFN output.
   virtual bool includes_residual() const { return false; }
+  /// The block's experts (this process's shard of them), or null for a dense block.
+  virtual const ExpertBankImpl* expert_bank() const { return nullptr; }
 
  protected:
   virtual MoEOutput forward_impl(const at::Tensor& x, const at::Tensor& token_ids) = 0;
@@ -66,9 +46,9 @@ struct MoELayerOptions {
   /// Convenience: d_model, E experts of hidden size h, top-k routing; the rest defaulted.
   MoELayerOptions(int64_t d_model, int64_t num_experts, int64_t hidden, int64_t top_k = 2);
 
-  int64_t d_model = 0;      ///< d: input and output width
-  int64_t num_experts = 0;  ///< E
-  std::string router = "topk";  ///< a name from known_routers()
+  int64_t d_model = 0;           ///< d: input and output width
+  int64_t num_experts = 0;       ///< E
+  std::string router = "topk";   ///< a name from known_routers()
   RouterOptions router_options;  ///< d_model and num_experts must equal the layer's
   ExpertBankOptions experts;     ///< ffn.d_model and num_experts must equal the layer's
   /// Check every input for NaN/Inf (one extra pass and a host read per call).
@@ -100,6 +80,8 @@ class MoELayerImpl : public FeedForwardBlockImpl {
   MoELayerOptions options;
   std::shared_ptr<RouterImpl> router;  ///< registered as "router"
   ExpertBank experts{nullptr};         ///< registered as "experts" (this rank's shard)
+
+  const ExpertBankImpl* expert_bank() const override { return experts.get(); }
 
  protected:
   MoEOutput forward_impl(const at::Tensor& x, const at::Tensor& token_ids) override;

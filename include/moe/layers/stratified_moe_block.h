@@ -11,8 +11,9 @@
 //   LayerNorms: stratum 0 reads the layer's pre-FFN LayerNorm (input_norm), stratum s >= 1 its own,
 //   and the block output is the exit LayerNorm of the final residual stream (stratum_layernorm on,
 //   the official --hmoe-layernorm 1); the balance loss is averaged over the executed passes.
-// Each pass is an ordinary RoutingPlan over the active tokens and reuses layout, dispatch, the
-// ExpertBank and combine. The block's output already contains the residual stream
+// Each pass is an ordinary routing pass over the active tokens (moe/layers/routing_pass.h: the same
+// layout, dispatch, ExpertBank and combine as MoELayer), and its statistics are merged with
+// merge_stats. The block's output already contains the residual stream
 // (includes_residual() is true): a transformer layer uses it as the layer's new hidden state.
 // Gates see the active tokens as one flat sequence (RoutingContext::leading_shape = {T_active}), so
 // position-based routing (hash by position, stochastic per sequence/position) is not meaningful here.
@@ -40,12 +41,12 @@ struct StratifiedMoEBlockOptions {
   StratifiedMoEBlockOptions(int64_t d_model, std::vector<int64_t> strata, int64_t hidden);
 
   int64_t d_model = 0;
-  std::vector<int64_t> strata;       ///< experts per stratum, in order; each >= 1
-  std::string router = "topk";       ///< the per-stratum gate (any registered router)
-  RouterOptions router_options;      ///< d_model and num_experts are set per stratum by the block
-  ExpertBankOptions experts;         ///< num_experts must equal the sum of strata
-  bool input_layernorm = true;       ///< LayerNorm before stratum 0 (the transformer layer's pre-FFN norm)
-  bool stratum_layernorm = true;     ///< per-stratum LayerNorms and the exit LayerNorm (official: on)
+  std::vector<int64_t> strata;    ///< experts per stratum, in order; each >= 1
+  std::string router = "topk";    ///< the per-stratum gate (any registered router)
+  RouterOptions router_options;   ///< d_model and num_experts are set per stratum by the block
+  ExpertBankOptions experts;      ///< num_experts must equal the sum of strata
+  bool input_layernorm = true;    ///< LayerNorm before stratum 0 (the transformer layer's pre-FFN norm)
+  bool stratum_layernorm = true;  ///< per-stratum LayerNorms and the exit LayerNorm (official: on)
   double layernorm_eps = 1e-5;
   bool check_finite = false;
   /// Expert parallelism (see MoELayerOptions::expert_group). The ranks agree on the number of passes
@@ -62,6 +63,7 @@ class StratifiedMoEBlockImpl : public FeedForwardBlockImpl {
  public:
   explicit StratifiedMoEBlockImpl(const StratifiedMoEBlockOptions& options);
   bool includes_residual() const override { return true; }
+  const ExpertBankImpl* expert_bank() const override { return experts.get(); }
 
   StratifiedMoEBlockOptions options;
   std::vector<std::shared_ptr<RouterImpl>> gates;  ///< registered as "gate0", "gate1", ...

@@ -22,48 +22,39 @@
 
 #include "moe/layers/attention.h"
 #include "moe/layers/moe_layer.h"
+#include "moe/models/variants.h"
 
 namespace moe {
 
 /// What goes into the FFN slots chosen by the placement rule (the others hold dense FFNs).
 struct MoESlotOptions {
-  /// dense | switch (top-1) | gshard (top-2) | topk (top_k) | xmoe (threshold) | thor (stochastic) |
-  /// smoe (stratified block) | expert_choice | hash | any other registered router name (MoELayer
-  /// with that router and top_k).
+  /// A row of the variant table (moe/models/variants.h: dense, switch, gshard, topk, xmoe, thor,
+  /// smoe, expert_choice, hash) or any registered router name (an MoELayer with that router).
   std::string variant = "dense";
   int64_t num_experts = 8;         ///< E per MoE layer (smoe: the sum of strata)
   int64_t expert_hidden = 0;       ///< h of each expert; 0 = the model's ffn_hidden
-  int64_t top_k = 2;               ///< for topk and custom routers
   int64_t every = 2;               ///< an MoE layer every `every` layers (1 = all)
   int64_t index_base = 1;          ///< 1: layers 2, 4, ... (SMoE, XMoE); 0: layers 0, 2, ... (THOR)
   std::string placement = "both";  ///< encoder | decoder | both
-  /// Capacity factor γ in training and evaluation; <= 0 keeps the variant's default (switch 1.25,
-  /// gshard and smoe 1.0 i.e. 2·ceil(T/E), xmoe 2).
-  double capacity_factor = 0;
-  /// Evaluation capacity as a fraction of the tokens (fairseq's eval token fraction): 1 never drops
-  /// (the papers' generation scripts), 0 uses γ. -1 = the variant's default: 0 for xmoe (its MT code
-  /// evaluates with γ = 2, so drops are possible), 1 for the others.
-  double eval_token_fraction = -1;
-  double aux_weight = 0.01;                        ///< load-balancing loss coefficient (0 for thor)
-  double z_weight = 0.0;                           ///< router z-loss coefficient
-  double threshold = 0.9;                          ///< xmoe threshold t
-  std::string strata = "4,4";                      ///< smoe: experts per stratum; must sum to num_experts
-  std::string thor_eval_granularity = "position";  ///< thor inference: token | sequence | position | batch
-  double thor_alpha = 1.0;                         ///< THOR consistency weight α (its IWSLT script: 5)
-  /// Evaluation without random draws where a variant's official code samples: SMoE's Gumbel second
-  /// expert (sampled in evaluation too by default, as fairseq does). THOR stays stochastic.
-  bool deterministic_eval = false;
-  /// How layer aux losses combine: "sum" (Switch/GShard/XMoE) or "mean" (SMoE); "auto" = by variant.
+  std::string strata = "4,4";      ///< smoe: experts per stratum; must sum to num_experts
+  double thor_alpha = 1.0;         ///< THOR consistency weight α (its IWSLT script: 5); two-pass variants
+  /// How layer aux losses combine: "sum" (Switch/GShard/XMoE) or "mean" (SMoE); "auto" = the variant's.
   std::string aux_combine = "auto";
-  /// Expert parallelism (not a config key): the group over which every MoE slot shards its experts
-  /// (see MoELayerOptions::expert_group). Null: every expert in this process.
-  std::shared_ptr<Communicator> expert_group;
+  /// The router options set explicitly (keys of router_option_fields: top_k, capacity_factor,
+  /// threshold, jitter, ...) and the settings of a router of your own (router.extra); everything else
+  /// keeps the variant's preset. E.g. router.set("threshold", 0.8).
+  RouterSettings router;
 
-  bool is_moe() const { return variant != "dense"; }
+  bool is_moe() const;
   /// True when layer `index` (0-based) of the encoder (is_decoder false) or decoder is an MoE layer.
   bool is_moe_layer(int64_t index, bool is_decoder) const;
-  std::string resolved_aux_combine() const;
-  void validate(const std::string& owner = "MoESlotOptions") const;
+  AuxCombine resolved_aux_combine() const;
+  /// The router options every MoE slot of a d_model-wide model uses: the variant's preset with the
+  /// explicit settings applied (SMoE: before each stratum's gate takes its expert count).
+  RouterOptions resolved_router_options(int64_t d_model) const;
+  /// Throws moe::Error naming `owner` (slot keys) and `router_owner` (router keys; default
+  /// owner + ".router").
+  void validate(const std::string& owner = "MoESlotOptions", const std::string& router_owner = "") const;
 };
 
 struct TransformerOptions {
@@ -82,11 +73,17 @@ struct TransformerOptions {
   int64_t max_positions = 1024;
   bool scale_embedding = true;  ///< multiply token embeddings by sqrt(d)
   MoESlotOptions moe;
-  void validate(const std::string& owner = "TransformerOptions") const;
+  /// Throws moe::Error naming `owner`.<field>, and `moe_owner` (default owner + ".moe") for the slot
+  /// keys; router keys are named `router_owner`.<key> (default moe_owner + ".router").
+  void validate(const std::string& owner = "TransformerOptions", const std::string& moe_owner = "",
+                const std::string& router_owner = "") const;
 };
 
-/// Builds the FFN-slot module of encoder (is_decoder false) or decoder layer `index`.
-std::shared_ptr<FeedForwardBlockImpl> make_ffn_slot(const TransformerOptions& options, int64_t index, bool is_decoder);
+/// Builds the FFN-slot module of encoder (is_decoder false) or decoder layer `index`, from the
+/// variant table. expert_group: expert parallelism (MoELayerOptions::expert_group); null = every
+/// expert in this process.
+std::shared_ptr<FeedForwardBlockImpl> make_ffn_slot(const TransformerOptions& options, int64_t index, bool is_decoder,
+                                                    const std::shared_ptr<Communicator>& expert_group = nullptr);
 
 /// Statistics of one MoE slot in one forward call.
 struct LayerStats {
@@ -110,7 +107,8 @@ struct DecoderState {
 
 class TransformerEncoderLayerImpl : public torch::nn::Module {
  public:
-  TransformerEncoderLayerImpl(const TransformerOptions& options, int64_t index);
+  TransformerEncoderLayerImpl(const TransformerOptions& options, int64_t index,
+                              const std::shared_ptr<Communicator>& expert_group = nullptr);
   /// x [B, S, d]; padding [B, S] bool; token_ids [B, S] int64. Appends MoE stats to `stats`.
   at::Tensor forward(const at::Tensor& x, const at::Tensor& padding, const at::Tensor& token_ids,
                      std::vector<LayerStats>* stats);
@@ -124,7 +122,8 @@ TORCH_MODULE(TransformerEncoderLayer);
 
 class TransformerDecoderLayerImpl : public torch::nn::Module {
  public:
-  TransformerDecoderLayerImpl(const TransformerOptions& options, int64_t index);
+  TransformerDecoderLayerImpl(const TransformerOptions& options, int64_t index,
+                              const std::shared_ptr<Communicator>& expert_group = nullptr);
   /// x [B, T, d]; encoder as produced by TransformerModel::encode; token_ids [B, T] int64.
   /// self_cache / cross_cache: non-null during incremental decoding.
   at::Tensor forward(const at::Tensor& x, const EncoderOutput& encoder, const at::Tensor& token_ids,
@@ -154,7 +153,10 @@ struct ParameterCount {
 
 class TransformerModelImpl : public torch::nn::Module {
  public:
-  explicit TransformerModelImpl(const TransformerOptions& options);
+  /// expert_group: the group over which every MoE slot shards its experts (expert parallelism; see
+  /// MoELayerOptions::expert_group); null = every expert in this process.
+  explicit TransformerModelImpl(const TransformerOptions& options,
+                                const std::shared_ptr<Communicator>& expert_group = nullptr);
 
   /// source [B, S] int64 (padded with padding_idx). Returns the encoder output; MoE stats are
   /// appended to `stats` when non-null.
@@ -174,8 +176,8 @@ class TransformerModelImpl : public torch::nn::Module {
   at::Tensor combine_aux_losses(const std::vector<LayerStats>& stats) const;
   /// Names of the MoE slots, in forward order ("encoder.1", ...).
   std::vector<std::string> moe_layer_names() const;
-  /// experts_per_token: per MoE slot name, the measured mean (missing = the nominal k: top_k, 1 for
-  /// switch and thor, 2 for gshard; SMoE and XMoE must be measured).
+  /// experts_per_token: per MoE slot name, the measured mean (missing = the variant's nominal
+  /// experts per token; SMoE and XMoE must be measured, else counted as 2).
   ParameterCount count_parameters(const std::map<std::string, double>& experts_per_token = {}) const;
 
   TransformerOptions options;

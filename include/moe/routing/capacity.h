@@ -4,6 +4,9 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
+
+#include "moe/core/option_fields.h"
 
 namespace moe {
 
@@ -38,9 +41,13 @@ struct CapacityOptions {
   void validate(const std::string& owner = "CapacityOptions") const;
 };
 
+/// The capacity keys of the router option list (moe/routing/router_options.h): capacity_factor,
+/// eval_capacity_factor, min_capacity, eval_token_fraction, drop_tokens, capacity_formula.
+std::vector<OptionField> capacity_option_fields(CapacityOptions& options);
+
 /// Per-expert capacity for T tokens, E experts and k slots per token, or -1 (unlimited) when
 /// drop_tokens is false. Clamped to [0, T]: an expert can receive at most one row per token.
-int64_t compute_capacity(const CapacityOptions& options, int64_t num_tokens, int64_t num_experts,
-                         int64_t top_k, bool training);
+int64_t compute_capacity(const CapacityOptions& options, int64_t num_tokens, int64_t num_experts, int64_t top_k,
+                         bool training);
 
 }  // namespace moe

@@ -1,9 +1,12 @@
 // The experiment record of a translation run: every setting of data, tokenizer, model, MoE slots,
-// training and evaluation, read from TOML (configs/*.toml), overridable key by key from the command
-// line, validated, logged, and saved with every checkpoint.
+// training and evaluation, read from TOML (configs/*.toml, parsed by toml++), overridable key by
+// key from the command line, validated, logged, and saved with every checkpoint.
 //
-// Keys are "<section>.<name>" (e.g. model.d_model, moe.variant); `config_fields` lists them with
-// their help text, which the command-line programs turn into --<section>.<name> options.
+// Keys are "<section>.<name>" (e.g. model.d_model, moe.variant); `config_fields` lists them once,
+// with their help text, type and allowed range: the TOML reader, the --<section>.<name> options of
+// the programs, --dump-config and validate() all come from that list. The moe.* router keys come from
+// the router option list (moe/routing/router_options.h); a router of your own reads its settings
+// from the [moe.router] table (any key; RouterOptions::extra).
 #pragma once
 
 #include <cstdint>
@@ -11,34 +14,12 @@
 #include <string>
 #include <vector>
 
+#include "moe/core/option_fields.h"
+#include "moe/data/translation_data.h"
+#include "moe/eval/evaluate.h"
 #include "moe/models/transformer.h"
 
 namespace moe {
-
-struct DataConfig {
-  std::string corpus = "gettext";      ///< gettext (the default corpus, built here) | folder
-  std::string root;                    ///< folder corpora: the root (pair or multi-way layout)
-  std::string languages = "de,fr,es";  ///< the non-pivot languages, comma-separated
-  std::string pivot = "en";
-  /// pivot-xx (e.g. en→de), xx-pivot, both, or an explicit list such as "en-de,fr-en".
-  std::string directions = "both";
-  int64_t max_train_pairs = 0;                    ///< per direction; 0 = all
-  int64_t max_valid_sentences = 500;              ///< per direction; 0 = all
-  int64_t max_test_sentences = 0;                 ///< per direction; 0 = all
-  int64_t max_line_bytes = 1024;                  ///< longer pairs are skipped and counted
-  int64_t max_length = 128;                       ///< tokens per side; longer examples are skipped
-  double temperature = 1.0;                       ///< direction sampling temperature (5 = OPUS-100-style flattening)
-  int64_t max_tokens = 4096;                      ///< tokens per training micro-batch
-  std::string locale_root = "/usr/share/locale";  ///< gettext corpus source
-  std::string cache_dir = "runs/cache";           ///< built corpora and tokenizers, shared across runs
-};
-
-struct TokenizerConfig {
-  int64_t vocab_size = 8000;
-  std::string model_type = "unigram";
-  double character_coverage = 1.0;
-  int64_t input_sentence_size = 1000000;
-};
 
 struct TrainingConfig {
   double lr = 5e-4;
@@ -74,16 +55,6 @@ struct ParallelConfig {
   double bucket_mb = 25;             ///< gradient all-reduce bucket size
 };
 
-struct EvalConfig {
-  bool enabled = true;         ///< evaluate the test split after training
-  std::string split = "test";  ///< test | valid
-  int64_t beam = 5;            ///< 1 = greedy
-  double lenpen = 1.0;
-  double max_len_a = 1.2;  ///< hypotheses at most a·source_length + b tokens
-  int64_t max_len_b = 10;
-  int64_t max_tokens = 4096;  ///< source tokens per decoding batch
-};
-
 struct RunConfig {
   std::string run_dir = "runs/default";  ///< where checkpoints, metrics and results go
   std::string log_level = "info";
@@ -96,30 +67,40 @@ struct RunConfig {
 
   /// Throws moe::Error naming the key ("train.lr must be > 0, got 0").
   void validate() const;
-  /// Every key with its current value, as a TOML document with sections.
+  /// Every key with its current value, as a TOML document with sections, one line per key; router
+  /// keys left to the variant's preset appear as comments with the preset's value.
   std::string to_toml() const;
 };
 
-/// One configurable key.
-struct ConfigField {
-  std::string key;  ///< "section.name" (or "name" at the top level)
-  std::string help;
-  std::string type;                             ///< string | int | float | bool
-  std::function<void(const std::string&)> set;  ///< parses a value; throws moe::Error naming the key
-  std::function<std::string()> get;             ///< the value as a TOML literal
+/// One configurable key (an OptionField whose key is "section.name", or "name" at the top level).
+/// Router keys are optional: unset, they keep the variant's preset (`is_set` says which).
+struct ConfigField : OptionField {
+  std::function<bool()> is_set;  ///< null = always set
+  std::function<void()> unset;   ///< optional keys: back to the variant's preset
 };
 
 /// The fields of `config` (the functions refer to it; keep it alive).
 std::vector<ConfigField> config_fields(RunConfig& config);
 
-/// Applies a TOML document (`origin` names it in errors). Unknown keys are errors.
+/// Applies a TOML document (`origin` names it in errors: "<origin>:<line>: ..."). Unknown keys,
+/// duplicate keys or tables, values of the wrong type and malformed TOML are errors.
 void apply_toml(RunConfig& config, const std::string& toml, const std::string& origin);
-/// apply_toml on a file's content.
+/// apply_toml on a file's content; the file must be a readable, non-empty regular file.
 void apply_toml_file(RunConfig& config, const std::string& path);
-/// Sets one key from its textual value (a command-line override).
+/// Sets one key from its textual value (a command-line override): "section.name", or
+/// "moe.router.<name>" for a setting of a router of your own.
 void set_config_value(RunConfig& config, const std::string& key, const std::string& value);
 
-/// The directions of a run: {"en-de", "de-en", ...} from data.directions/languages/pivot.
-std::vector<std::pair<std::string, std::string>> run_directions(const DataConfig& data);
+/// Throws moe::Error unless `theirs` (a checkpoint's configuration, read from `path`) describes the
+/// same experiment as `mine`: data, tokenizer, model and moe keys must match (except where the data
+/// lives and the test-set size); a changed schedule or optimizer key is logged as a warning;
+/// reporting, parallel and eval keys may change freely.
+void check_resume_compatible(const RunConfig& mine, const RunConfig& theirs, const std::string& path);
+
+/// apply_toml for the configuration stored in a checkpoint of format 1, which spelled a few moe.*
+/// keys differently: thor_eval_granularity (now eval_granularity), deterministic_eval (now
+/// sample_in_eval = false), capacity_factor <= 0 and eval_token_fraction = -1 for "the variant's
+/// default" (now: the key unset), and top_k written for variants whose k is fixed (now ignored).
+void apply_format1_toml(RunConfig& config, const std::string& toml, const std::string& origin);
 
 }  // namespace moe

@@ -5,6 +5,8 @@
 //   <prefix>.moeckpt                      every entry without an expert id (+ metadata), by world rank 0
 //   <prefix>.experts-<i>-of-<P>.moeckpt   the expert entries of expert-group position i, by the first
 //                                         rank of its expert-data group
+// When every process holds every expert (expert-parallel size 1, one process included) the expert
+// entries are written inline in <prefix>.moeckpt and there are no shard files.
 // Files go through write_checkpoint_file (atomic, checksummed). Loading reads the shared file and
 // every shard file named in it, keeping the expert entries the caller asks for.
 #pragma once

@@ -1,8 +1,9 @@
-// The translation trainer: data (default gettext corpus or a folder corpus), SentencePiece, the
-// Transformer with MoE slots, label-smoothed cross-entropy plus MoE aux losses (or THOR's two-pass
-// consistency step), Adam with inverse-sqrt warmup, clipping, accumulation, checkpoints that resume
-// exactly, console and metrics.jsonl reports, expert-usage heatmaps, and the final evaluation
-// (beam search, sacreBLEU-exact BLEU and chrF, results.json).
+// The translation trainer: the update loop over a run's data (moe/data/translation_data.h) and model
+// (the variant table decides its FFN slots): label-smoothed cross-entropy plus the MoE aux losses,
+// or THOR's two-pass consistency step; gradient accumulation, sums over the processes of the run
+// (one process is a world of one), clipping, AdamW under the inverse-sqrt schedule; reports,
+// validation, checkpoints that resume exactly (moe/train/run_checkpoint.h), and the final evaluation
+// (moe/eval/evaluate.h).
 //
 // Run folder (config.run_dir):
 //   config.toml                 the resolved configuration
@@ -20,67 +21,21 @@
 #include <string>
 #include <vector>
 
-#include "moe/data/batching.h"
-#include "moe/data/corpus.h"
-#include "moe/data/tokenizer.h"
+#include "moe/data/translation_data.h"
+#include "moe/eval/evaluate.h"
 #include "moe/models/transformer.h"
 #include "moe/train/config.h"
-
-namespace torch::serialize {
-class InputArchive;
-}
+#include "moe/train/report.h"
+#include "moe/train/run_checkpoint.h"
+#include "moe/train/validation.h"
 
 namespace moe {
-
-/// The corpus of a run, tokenised.
-struct TranslationData {
-  std::vector<std::pair<std::string, std::string>> directions;  ///< (source, target) languages
-  std::string corpus_root;
-  SentencePieceTokenizer tokenizer;
-  std::vector<std::vector<Example>> train, valid;  ///< per direction
-  std::vector<ParallelText> eval_text;             ///< per direction: the eval split (raw text)
-};
-
-/// Builds (or reuses from data.cache_dir) the corpus and tokenizer. `tokenizer`, when given (a
-/// resumed run), is used instead of training or loading one.
-TranslationData load_translation_data(const RunConfig& config, const SentencePieceTokenizer* tokenizer = nullptr);
-
-/// One update's record.
-struct StepRecord {
-  int64_t step = 0;
-  double loss = 0;         ///< label-smoothed CE per target token (nats; THOR: mean of the two passes)
-  double nll = 0;          ///< NLL per target token (nats)
-  double aux = 0;          ///< combined MoE aux loss (token-weighted mean over micro-batches)
-  double consistency = 0;  ///< THOR: consistency term per token (unweighted)
-  double lr = 0;
-  double grad_norm = 0;
-  int64_t tokens = 0;  ///< target tokens in the update
-};
-
-struct DirectionResult {
-  std::string source, target;
-  int64_t sentences = 0;
-  double bleu = 0, chrf2 = 0, chrf2pp = 0;
-  std::string bleu_signature, chrf_signature, chrfpp_signature;
-  std::string hypothesis_file;
-};
-
-struct EvaluationResult {
-  std::vector<DirectionResult> directions;
-  ParameterCount parameters;
-  std::map<std::string, double> experts_per_token;  ///< per MoE layer, measured on the validation split
-};
-
-struct ValidationResult {
-  double loss = 0, nll = 0;  ///< per target token over all directions
-  std::map<std::string, double> loss_per_direction;
-  std::map<std::string, double> experts_per_token;  ///< per MoE layer
-};
 
 class Trainer {
  public:
   /// resume_from: "" = a fresh run (the run folder must not hold checkpoints), "latest" = the newest
-  /// step checkpoint in run_dir, or a checkpoint path.
+  /// step checkpoint in run_dir, or a checkpoint path. Under moe-launch, Slurm or mpirun (the
+  /// environment names the ranks) every process constructs its Trainer with the same configuration.
   explicit Trainer(RunConfig config, const std::string& resume_from = "");
   ~Trainer();
 
@@ -101,16 +56,9 @@ class Trainer {
 
  private:
   StepRecord train_step();
-  /// Restores model, optimizer, RNG, batcher and counters from an opened checkpoint archive.
-  void load_checkpoint(torch::serialize::InputArchive& archive, const std::string& path);
-  void report_moe_stats();
-  void save_sharded_checkpoint(bool best);
-  /// Multi-process runs: every expert gathered into one model on rank 0 (collective over the expert
-  /// groups); model_ itself when it already holds every expert or on the other ranks.
-  TransformerModel gathered_model();
-  /// Restores a multi-process run's checkpoint (this process's shard of it) into any world size.
-  void load_sharded_checkpoint(const std::map<std::string, at::Tensor>& state, const std::string& path);
-  std::string checkpoint_payload();
+  /// validate(), and whether its loss is the best so far (then recorded as such).
+  bool validate_and_track_best();
+  void resume(const OpenedCheckpoint& checkpoint, const std::string& path);
 
   RunConfig config_;
   TranslationData data_;
@@ -120,14 +68,5 @@ class Trainer {
   int64_t step_ = 0;
   std::vector<StepRecord> history_;
 };
-
-/// A model restored from a checkpoint for translation (moe-translate).
-struct LoadedModel {
-  RunConfig config;
-  SentencePieceTokenizer tokenizer;
-  TransformerModel model{nullptr};
-  int64_t step = 0;
-};
-LoadedModel load_model_checkpoint(const std::string& path, const std::string& device = "cpu");
 
 }  // namespace moe

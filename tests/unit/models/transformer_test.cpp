@@ -130,8 +130,8 @@ TEST_P(IncrementalDecodingTest, StepwiseEqualsTeacherForced) {
   const auto& [variant, pre_norm] = GetParam();
   torch::manual_seed(7);
   auto options = tiny_options(variant, pre_norm);
-  options.moe.deterministic_eval = true;  // SMoE samples its second expert in evaluation otherwise
-  options.moe.eval_token_fraction = 1.0;  // no capacity drops: a step and a whole sequence route alike
+  options.moe.router.set("sample_in_eval", false);     // SMoE samples its second expert in evaluation otherwise
+  options.moe.router.set("eval_token_fraction", 1.0);  // no capacity drops: a step and a whole sequence route alike
   TransformerModel model(options);
   model->eval();
   auto source = at::randint(4, 37, {3, 6}, at::kLong);

@@ -1,5 +1,7 @@
 // Top-k router (Switch/GShard), capacity formulas, auxiliary losses against hand-computed values,
 // weight normalisation, sampling determinism, numerical edge cases and the registry.
+#include "moe/routing/topk_router.h"
+
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -9,7 +11,6 @@
 #include "moe/core/error.h"
 #include "moe/routing/capacity.h"
 #include "moe/routing/losses.h"
-#include "moe/routing/topk_router.h"
 #include "tolerances.h"
 
 namespace moe {
@@ -75,10 +76,10 @@ TEST(CapacityTest, RejectsInvalidValues) {
   CapacityOptions c;
   c.capacity_factor = 0;
   try {
-    c.validate("TopKRouterOptions");
+    c.validate("RouterOptions");
     FAIL() << "no error";
   } catch (const Error& e) {
-    EXPECT_STREQ(e.what(), "TopKRouterOptions.capacity.capacity_factor must be > 0, got 0");
+    EXPECT_STREQ(e.what(), "RouterOptions.capacity.capacity_factor must be > 0, got 0");
   }
   c.capacity_factor = 1;
   c.eval_token_fraction = 1.5;
@@ -105,9 +106,9 @@ TEST(TopKRouterTest, GreedyTopTwoSelectionWeightsAndCapacity) {
   EXPECT_TRUE(at::equal(plan.expert_index, at::tensor({2, 0, 1, 2}, at::kLong).view({2, 2})));
   auto probs = at::softmax(x, 1);
   EXPECT_TRUE(testing::all_close(plan.weight, probs.gather(1, plan.expert_index), testing::tolerance_for(at::kFloat)));
-  EXPECT_EQ(plan.normalization, WeightNormalization::kKept);  // auto for k = 2
-  EXPECT_EQ(plan.capacity, 2);                                // min(2 * ceil(2/3), T=2)
-  EXPECT_FALSE(plan.priority.defined());                      // rank-major FCFS
+  EXPECT_EQ(plan.normalization, WeightNormalization::kKept);                         // auto for k = 2
+  EXPECT_EQ(plan.capacity, 2);                                                       // min(2 * ceil(2/3), T=2)
+  EXPECT_FALSE(plan.priority.defined());                                             // rank-major FCFS
   EXPECT_EQ(crafted_router(1)->route(x).normalization, WeightNormalization::kNone);  // Switch
 }
 
@@ -121,7 +122,7 @@ TEST(TopKRouterTest, EvaluationCapacity) {
   EXPECT_EQ(router->route(x).capacity, 20);  // 2 · ceil(40/4)
   router->eval();
   EXPECT_EQ(router->route(x).capacity, 10);  // floor(0.5 · 2 · 10)
-  o.capacity.eval_token_fraction = 1.0;     // generation: nothing dropped
+  o.capacity.eval_token_fraction = 1.0;      // generation: nothing dropped
   TopKRouter generating(o);
   generating->eval();
   EXPECT_EQ(generating->route(x).capacity, 40);
@@ -251,15 +252,15 @@ TEST(RouterOptionsTest, InvalidValuesNameTheField) {
       EXPECT_EQ(std::string(e.what()), message);
     }
   };
-  expect_message(options(4, 0, 1), "TopKRouterOptions.num_experts must be >= 1, got 0");
-  expect_message(options(4, 4, 5), "TopKRouterOptions.top_k must be in [1, num_experts=4], got 5");
-  expect_message(options(0, 4, 1), "TopKRouterOptions.d_model must be >= 1, got 0");
+  expect_message(options(4, 0, 1), "RouterOptions.num_experts must be >= 1, got 0");
+  expect_message(options(4, 4, 5), "RouterOptions.top_k must be in [1, num_experts=4], got 5");
+  expect_message(options(0, 4, 1), "RouterOptions.d_model must be >= 1, got 0");
   auto o = options(4, 4, 1);
   o.jitter = 1.5;
-  expect_message(o, "TopKRouterOptions.jitter must be in [0, 1), got 1.5");
+  expect_message(o, "RouterOptions.jitter must be in [0, 1), got 1.5");
   o = options(4, 4, 1);
   o.balance_loss_coef = -1;
-  expect_message(o, "TopKRouterOptions.balance_loss_coef must be >= 0, got -1");
+  expect_message(o, "RouterOptions.balance_loss_coef must be >= 0, got -1");
   o = options(4, 4, 1);
   o.extra["alpha"] = "x1";
   EXPECT_THROW(o.extra_double("alpha", 0), Error);

@@ -73,7 +73,7 @@ TEST(ThresholdRouterTest, ThresholdLimitsAndRawWeights) {
               6 * (probs.mean(0) * at::one_hot(probs.argmax(1), 6).to(at::kFloat).mean(0)).sum().item<double>(), 1e-5);
   EXPECT_EQ(error_of([&] { router->set_threshold(0); }), "ThresholdRouter.threshold must be in (0, 1], got 0");
   o.threshold = 1.5;
-  EXPECT_EQ(error_of([&] { ThresholdRouter bad(o); }), "ThresholdRouterOptions.threshold must be in (0, 1], got 1.5");
+  EXPECT_EQ(error_of([&] { ThresholdRouter bad(o); }), "RouterOptions.threshold must be in (0, 1], got 1.5");
 }
 
 TEST(ThresholdRouterTest, RankThenProbabilityCapacity) {
@@ -96,7 +96,7 @@ TEST(ThresholdRouterTest, RankThenProbabilityCapacity) {
   EXPECT_EQ(layout.slot_row[1][0].item<int64_t>(), 0);   // t1 keeps expert 0
   EXPECT_EQ(layout.slot_row[0][0].item<int64_t>(), -1);  // t0 (lower probability) dropped
   EXPECT_EQ(layout.slot_row[2][0].item<int64_t>(), 1);   // t2 keeps expert 1
-  EXPECT_EQ(layout.num_dropped.item<int64_t>(), 4);  // 6 assignments (t = 1: both experts), 2 slots
+  EXPECT_EQ(layout.num_dropped.item<int64_t>(), 4);      // 6 assignments (t = 1: both experts), 2 slots
 
   // Three experts: t0's rank-1 probability for expert 0 (.45) beats t1's rank-0 probability (.40),
   // but rank comes first, so expert 0 keeps t1.
@@ -142,7 +142,7 @@ TEST(ThresholdRouterTest, DenseToSparseScheduleAndStatistics) {
   EXPECT_NEAR((hist * counts).sum().item<double>() / 64, sparse.experts_per_token.item<double>(), 1e-6);
   o.router_options.eval_threshold = 2;
   EXPECT_EQ(error_of([&] { MoELayer bad(o); }),
-            "ThresholdRouterOptions.eval_threshold must be -1 (same as threshold) or in (0, 1], got 2");
+            "MoELayerOptions.router_options.eval_threshold must be -1 (same as threshold) or in (0, 1], got 2");
 }
 
 // ---- THOR stochastic ------------------------------------------------------------------------------
@@ -180,7 +180,7 @@ TEST(StochasticRouterTest, Granularities) {
             "StochasticRouter: granularity 'position' needs a [B, S, d] input, got leading shape of rank 1");
   o.eval_granularity = "sentence";
   EXPECT_EQ(error_of([&] { StochasticRouter bad(o); }),
-            "granularity must be one of batch, token, sequence, position; got 'sentence'");
+            "RouterOptions.eval_granularity must be one of batch, token, sequence or position, got 'sentence'");
 }
 
 TEST(StochasticRouterTest, CallerGeneratorMakesDrawsReproducibleAndPassesIndependent) {
@@ -266,7 +266,7 @@ TEST(HashRouterTest, FixedHashOfTokenIdOrPosition) {
   EXPECT_GT(counts.min().item<int64_t>(), 0);
   EXPECT_LT(counts.max().item<int64_t>(), 250);
   o.hash_by = "word";
-  EXPECT_EQ(error_of([&] { HashRouter bad(o); }), "HashRouterOptions.hash_by must be one of token, position; got 'word'");
+  EXPECT_EQ(error_of([&] { HashRouter bad(o); }), "RouterOptions.hash_by must be one of token or position, got 'word'");
 }
 
 // ---- every router ---------------------------------------------------------------------------------

@@ -16,6 +16,7 @@
 #include "errors.h"
 #include "gradcheck.h"
 #include "moe/core/json.h"
+#include "moe/routing/router_options.h"
 #include "moe/train/checkpoint_file.h"
 #include "moe/train/config.h"
 #include "moe/train/label_smoothing.h"
@@ -153,7 +154,8 @@ TEST(RunConfigTest, TomlRoundTripAndOverrides) {
   RunConfig c;
   c.model.d_model = 256;
   c.model.moe.variant = "xmoe";
-  c.model.moe.threshold = 0.75;
+  c.model.moe.router.set("threshold", 0.75);
+  c.model.moe.router.extra["cosine_dim"] = "32";  // a router of your own: [moe.router]
   c.data.languages = "de,fr";
   c.train.lr = 7e-4;
   c.eval.enabled = false;
@@ -163,7 +165,9 @@ TEST(RunConfigTest, TomlRoundTripAndOverrides) {
   EXPECT_EQ(back.to_toml(), c.to_toml());
   EXPECT_EQ(back.model.d_model, 256);
   EXPECT_EQ(back.model.moe.variant, "xmoe");
-  EXPECT_DOUBLE_EQ(back.model.moe.threshold, 0.75);
+  EXPECT_DOUBLE_EQ(back.model.moe.resolved_router_options(back.model.d_model).threshold, 0.75);
+  EXPECT_EQ(back.model.moe.router.extra, c.model.moe.router.extra);
+  EXPECT_FALSE(back.model.moe.router.has("jitter"));  // left to the variant: a comment in the TOML
   EXPECT_DOUBLE_EQ(back.train.lr, 7e-4);
   EXPECT_FALSE(back.eval.enabled);
   EXPECT_EQ(back.data.root, c.data.root);
@@ -184,13 +188,15 @@ TEST(RunConfigTest, UnknownKeysAndBadValuesAreErrors) {
               apply_toml(c, "[model]\nd_model = \"big\"\n", "f.toml");
             }).find("f.toml:2: model.d_model: expected an integer, got 'big'"),
             std::string::npos);
+  // Malformed TOML: toml++'s description, with the file, the line and the column.
   EXPECT_NE(error_of([&] {
               apply_toml(c, "[model]\nd_model = \"unterminated\n", "f.toml");
-            }).find("f.toml:2: unterminated string"),
+            }).find("f.toml:2:24: Error while parsing string"),
             std::string::npos);
-  EXPECT_NE(
-      error_of([&] { apply_toml(c, "[model]\nactivation = \"relu\" x\n", "f.toml"); }).find("unexpected text after the value"),
-      std::string::npos);
+  EXPECT_NE(error_of([&] {
+              apply_toml(c, "[model]\nactivation = \"relu\" x\n", "f.toml");
+            }).find("f.toml:2:21: Error while parsing key-value pair: expected a comment or whitespace, saw 'x'"),
+            std::string::npos);
   EXPECT_NE(error_of([&] { set_config_value(c, "train.nope", "1"); }).find("unknown config key 'train.nope'"),
             std::string::npos);
   c.train.lr = 0;
@@ -206,6 +212,120 @@ TEST(RunConfigTest, UnknownKeysAndBadValuesAreErrors) {
   c = RunConfig();
   c.data.directions = "en_de";
   EXPECT_NE(error_of([&] { c.validate(); }).find("'en_de' is not of the form src-tgt"), std::string::npos);
+}
+
+TEST(RunConfigTest, ValidTomlParsesAndInvalidTomlIsAnError) {
+  // Valid TOML 1.0 that a hand-written reader got wrong: underscores and hex in integers, quoted
+  // keys, dotted keys, inline tables, multi-line strings, comments after values.
+  RunConfig c;
+  apply_toml(c,
+             "moe = { num_experts = 4 }\n[train]\nmax_steps = 1_500\n\"warmup\" = 0x40\n"
+             "[model]\nactivation = \"\"\"gelu\"\"\"  # c\n",
+             "t.toml");
+  EXPECT_EQ(c.train.max_steps, 1500);
+  EXPECT_EQ(c.train.warmup, 64);
+  EXPECT_EQ(c.model.activation, "gelu");
+  EXPECT_EQ(c.model.moe.num_experts, 4);
+  EXPECT_NE(error_of([&] { apply_toml(c, "[model.moe]\nx = 1\n", "t.toml"); }).find("unknown key 'model.moe.x'"),
+            std::string::npos);
+  apply_toml(c, "[moe]\nnum_experts = 6\n[data]\ntemperature = 2\n", "t.toml");  // an integer for a float
+  EXPECT_EQ(c.model.moe.num_experts, 6);
+  EXPECT_DOUBLE_EQ(c.data.temperature, 2.0);
+  // Wrong types, duplicates and bare words are errors naming the file, the line and the key.
+  EXPECT_NE(error_of([&] {
+              apply_toml(c, "[model]\nheads = \"4\"\n", "t.toml");
+            }).find("t.toml:2: model.heads: expected an integer, got '4' (a TOML string)"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] {
+              apply_toml(c, "[model]\npre_norm = 1\n", "t.toml");
+            }).find("t.toml:2: model.pre_norm: expected true or false"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] {
+              apply_toml(c, "[model]\nheads = 4\nheads = 8\n", "t.toml");
+            }).find("t.toml:3:9: Error while parsing key-value pair: cannot redefine existing integer 'heads'"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] {
+              apply_toml(c, "[model]\nheads = 4\n[model]\nd_model = 8\n", "t.toml");
+            }).find("t.toml:3:1: Error while parsing table header: cannot redefine existing table 'model'"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { apply_toml(c, "[moe]\nvariant = gshard\n", "t.toml"); }).find("t.toml:2:"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] {
+              apply_toml(c, "[train]\nlr = nan\n", "t.toml");
+            }).find("t.toml:2: train.lr: expected a finite number, got 'nan'"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { apply_toml(c, "[[train]]\nlr = 1\n", "t.toml"); }).find("'train'"), std::string::npos);
+}
+
+TEST(RunConfigTest, RouterKeysComeFromTheRouterOptionList) {
+  // Every router option is a moe.<key>; unset keys keep the variant's preset, set keys reach the
+  // router of every variant that reads them (a registered router included).
+  RunConfig c;
+  RouterOptions scratch;
+  auto fields = config_fields(c);
+  for (const auto& f : router_option_fields(scratch)) {
+    auto it = std::find_if(fields.begin(), fields.end(), [&](const ConfigField& g) { return g.key == "moe." + f.key; });
+    ASSERT_NE(it, fields.end()) << f.key;
+    EXPECT_FALSE(it->is_set()) << f.key;
+  }
+  c.model.moe.variant = "xmoe";
+  EXPECT_EQ(c.model.moe.resolved_router_options(64).capacity.formula, CapacityFormula::kDeepSpeed);  // the preset
+  apply_toml(c, "[moe]\nthreshold = 0.5\njitter = 0.1\ncapacity_formula = \"gshard\"\n", "t.toml");
+  auto r = c.model.moe.resolved_router_options(64);
+  EXPECT_DOUBLE_EQ(r.threshold, 0.5);
+  EXPECT_DOUBLE_EQ(r.jitter, 0.1);
+  EXPECT_EQ(r.capacity.formula, CapacityFormula::kGShard);
+  c.model.moe.variant = "threshold";  // the registered router itself now reads moe.threshold too
+  EXPECT_DOUBLE_EQ(c.model.moe.resolved_router_options(64).threshold, 0.5);
+  // capacity_factor alone sets γ in training and evaluation.
+  set_config_value(c, "moe.capacity_factor", "1.5");
+  EXPECT_DOUBLE_EQ(c.model.moe.resolved_router_options(64).capacity.eval_capacity_factor, 1.5);
+  // Unset keys appear in --dump-config as comments with the preset's value, so that a dumped file
+  // changed to another variant does not pin the old variant's presets.
+  const auto toml = c.to_toml();
+  EXPECT_NE(toml.find("\nthreshold = 0.5\n"), std::string::npos);
+  EXPECT_NE(toml.find("\n# hash_by = 'token'  (the variant's preset)\n"), std::string::npos);
+  // Ranges are checked once, by the router option list, named by their config key.
+  set_config_value(c, "moe.jitter", "2");
+  EXPECT_NE(error_of([&] { c.validate(); }).find("moe.jitter must be in [0, 1), got 2"), std::string::npos);
+  set_config_value(c, "moe.jitter", "0");
+  set_config_value(c, "moe.hash_by", "word");
+  EXPECT_NE(error_of([&] { c.validate(); }).find("moe.hash_by must be one of token or position, got 'word'"),
+            std::string::npos);
+  RunConfig s;
+  s.model.moe.variant = "switch";
+  set_config_value(s, "moe.top_k", "2");
+  EXPECT_NE(error_of([&] { s.validate(); }).find("moe.top_k = 2 does not apply to variant 'switch'"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { set_config_value(s, "moe.nope", "1"); }).find("unknown config key 'moe.nope'"),
+            std::string::npos);
+  set_config_value(s, "moe.router.nope", "1");  // a router of your own may read any setting
+  EXPECT_EQ(s.model.moe.router.extra.at("nope"), "1");
+}
+
+TEST(RunConfigTest, Format1ConfigsAreMigrated) {
+  // What a checkpoint of format 1 stored: every key of that time, with 0 / -1 meaning "the
+  // variant's default", and keys that only some variants read. It reads as the same run.
+  const std::string stored =
+      "top_k = 2\ncapacity_factor = 0.0\neval_token_fraction = -1.0\naux_weight = 0.01\nz_weight = 0.0\n"
+      "threshold = 0.9\nthor_eval_granularity = 'sequence'\ndeterministic_eval = true\n";
+  RunConfig sw;
+  apply_format1_toml(sw, "[moe]\nvariant = 'switch'\n" + stored, "old");
+  EXPECT_NO_THROW(sw.validate());
+  auto r = sw.model.moe.resolved_router_options(64);
+  EXPECT_EQ(r.top_k, 1);
+  EXPECT_DOUBLE_EQ(r.capacity.capacity_factor, 1.25);  // switch's own
+  EXPECT_DOUBLE_EQ(r.capacity.eval_token_fraction, 1.0);
+  EXPECT_EQ(r.eval_granularity, "token");  // format 1 read thor_eval_granularity for thor only
+  EXPECT_FALSE(sw.model.moe.router.has("eval_granularity"));
+  RunConfig thor;
+  apply_format1_toml(thor, "[moe]\nvariant = 'thor'\n" + stored, "old");
+  EXPECT_EQ(thor.model.moe.resolved_router_options(64).eval_granularity, "sequence");
+  RunConfig smoe;
+  apply_format1_toml(smoe, "[moe]\nvariant = 'smoe'\n" + stored, "old");
+  EXPECT_FALSE(smoe.model.moe.resolved_router_options(64).sample_in_eval);  // deterministic_eval
+  EXPECT_NE(error_of([&] { apply_toml(sw, "[moe]\nthor_eval_granularity = 'x'\n", "new"); }).find("unknown key"),
+            std::string::npos);
 }
 
 TEST(RunConfigTest, Directions) {
@@ -234,18 +354,14 @@ TEST(ConfigFilesTest, EveryShippedConfigParsesAndValidates) {
 }
 
 TEST(JsonTest, WritesValidJson) {
-  auto j = Json::object()
-               .set("s", "a\"b\\c\n\x01")
-               .set("i", int64_t{-3})
-               .set("d", 0.1)
-               .set("nan", std::nan(""))
-               .set("b", true)
-               .set("list", Json(std::vector<int64_t>{1, 2}))
-               .set("empty", Json::object());
-  EXPECT_EQ(j.dump(),
+  Json j = {{"s", "a\"b\\c\n\x01"},   {"i", int64_t{-3}}, {"d", 0.1},
+            {"nan", std::nan("")},    {"b", true},        {"list", std::vector<int64_t>{1, 2}},
+            {"empty", Json::object()}};
+  EXPECT_EQ(json_line(j),
             R"({"s": "a\"b\\c\n\u0001", "i": -3, "d": 0.1, "nan": null, "b": true, "list": [1, 2], "empty": {}})");
-  EXPECT_EQ(Json(1.0 / 3.0).dump(), "0.3333333333333333");  // shortest round-trip form
-  EXPECT_EQ(Json(1e-7).dump(), "1e-07");
+  EXPECT_EQ(json_line(Json(1.0 / 3.0)), "0.3333333333333333");  // shortest round-trip form
+  EXPECT_EQ(json_line(Json(1e-7)), "1e-07");
+  EXPECT_EQ(Json::parse(json_line(j))["s"], "a\"b\\c\n\x01");  // reads back
 }
 
 TEST(ReportTest, HeatmapAndProgress) {

@@ -1,5 +1,7 @@
-// The router registry: built-in routers are registered here, once, under std::call_once.
-// To add a router: write its header/source pair and add one line to register_builtin_routers().
+// The router registry (a core/registry.h Registry of router factories): built-in routers are
+// registered here, once, under std::call_once; routers of your own through register_router.
+// To add a router to the library: write its header/source pair and add one line to
+// register_builtin_routers().
 #include <mutex>
 
 #include "moe/core/registry.h"
@@ -43,7 +45,10 @@ Registry<RouterFactory>& routers() {
 void register_router(const std::string& name, RouterFactory factory) { routers().add(name, std::move(factory)); }
 
 std::shared_ptr<RouterImpl> make_router(const std::string& name, const RouterOptions& options) {
-  return routers().get(name)(options);
+  auto router = routers().get(name)(options);
+  MOE_CHECK(router != nullptr, "the factory of router '", name, "' returned no router");
+  router->name_ = name;
+  return router;
 }
 
 std::vector<std::string> known_routers() { return routers().names(); }
