@@ -140,7 +140,7 @@ std::shared_ptr<FeedForwardBlockImpl> make_ffn_slot(const TransformerOptions& o,
   l.experts.ffn.activation_dropout = o.activation_dropout;
   m.router.apply(l.router_options);
   l.expert_group = expert_group;
-  return std::make_shared<MoELayerImpl>(l);
+  return spec.make_block ? spec.make_block(l) : std::make_shared<MoELayerImpl>(l);
 }
 
 // ---- positions -----------------------------------------------------------------------------------

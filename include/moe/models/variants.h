@@ -37,6 +37,9 @@ struct VariantSpec {
   /// kMoELayer: the layer's options for width d, E experts of hidden size h and k (before the
   /// model's activation and the user's router settings are applied).
   std::function<MoELayerOptions(int64_t d, int64_t E, int64_t h, int64_t k)> layer;
+  /// kMoELayer, optional: the block to build from those options (a layer variant of your own, e.g.
+  /// one built from several routing passes); unset = an MoELayer.
+  std::function<std::shared_ptr<FeedForwardBlockImpl>(const MoELayerOptions&)> make_block;
   /// kStratified: the block's options (strata, expert hidden size h, the model's dropout).
   std::function<StratifiedMoEBlockOptions(int64_t d, const std::vector<int64_t>& strata, int64_t h, double dropout)>
       block;
