@@ -9,6 +9,7 @@
 
 #include "moe/core/error.h"
 #include "moe/parallel/launcher.h"
+#include "program_errors.h"
 
 int main(int argc, char** argv) {
   // Everything after "--" is the command, untouched by the option parser.
@@ -28,6 +29,8 @@ int main(int argc, char** argv) {
   app.add_option("--master-port", options.master_port, "port of the rendezvous store (0: a free one)");
   app.add_option("--timeout", options.timeout_s, "stop every process after this many seconds (0: no limit)");
   app.add_option("--grace", options.grace_s, "seconds between SIGTERM and SIGKILL when stopping the others");
+  app.add_option("--signal-grace", options.signal_grace_s,
+                 "seconds the ranks get to checkpoint after a signal is passed on, before SIGKILL");
   app.footer("Usage: moe-launch --nproc N [options] -- COMMAND [ARGS...]");
   try {
     app.parse(own_argc, argv);
@@ -42,7 +45,7 @@ int main(int argc, char** argv) {
     }
     return result.exit_code;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "moe-launch: error: %s\n", e.what());
+    std::fprintf(stderr, "moe-launch: error: %s\n", moe::cli::error_line(e).c_str());
     return 1;
   }
 }

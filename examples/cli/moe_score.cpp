@@ -10,7 +10,10 @@
 
 #include "moe/core/error.h"
 #include "moe/core/json.h"
+#include "moe/core/option_fields.h"
+#include "moe/data/corpus.h"
 #include "moe/eval/sacrebleu.h"
+#include "program_errors.h"
 
 namespace {
 
@@ -18,7 +21,12 @@ std::vector<std::string> read_lines(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   MOE_CHECK(in.good(), "cannot open '", path, "'");
   std::vector<std::string> lines;
-  for (std::string line; std::getline(in, line);) lines.push_back(moe::rstrip_whitespace(line));
+  for (std::string line; std::getline(in, line);) {
+    // sacreBLEU reads UTF-8 and stops at an undecodable byte; so does moe-score, naming the line.
+    MOE_CHECK(moe::is_valid_utf8(line), "'", path, "':", lines.size() + 1, ": invalid UTF-8: '", moe::printable(line),
+              "'");
+    lines.push_back(moe::rstrip_whitespace(line));
+  }
   return lines;
 }
 
@@ -101,7 +109,7 @@ int main(int argc, char** argv) {
     }
     return 0;
   } catch (const std::exception& e) {
-    std::cerr << "moe-score: error: " << e.what() << "\n";
+    std::cerr << "moe-score: error: " << moe::cli::error_line(e) << "\n";
     return 1;
   }
 }

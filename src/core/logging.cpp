@@ -43,6 +43,7 @@ std::shared_ptr<spdlog::logger> make_logger(LogLevel level, const std::string& f
   LogLevel effective = level;
   if (rank != 0 && !all_ranks && level < LogLevel::kWarn) effective = LogLevel::kWarn;
   logger->set_level(to_spdlog(effective));
+  logger->flush_on(spdlog::level::trace);  // every line reaches the file at once: a crash loses none
   return logger;
 }
 

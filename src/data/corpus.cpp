@@ -77,6 +77,14 @@ ParallelText read_parallel(const std::string& root, const std::string& source_la
             tgt.size());
   ParallelText out{source_lang, target_lang, split, {}, {}, 0};
   for (size_t i = 0; i < src.size(); ++i) {
+    // A blank or NUL-bearing line is a broken corpus (a misaligned file, a binary one), not a pair.
+    for (const auto* side : {&src, &tgt}) {
+      const auto& line = (*side)[i];
+      const auto& path = side == &src ? src_path : tgt_path;
+      MOE_CHECK(line.find('\0') == std::string::npos, "'", path, "' line ", i + 1, " contains a NUL byte");
+      MOE_CHECK(line.find_first_not_of(" \t\r\f\v") != std::string::npos, "'", path, "' line ", i + 1,
+                " is blank; every line of a parallel corpus must hold a segment");
+    }
     if (options.max_line_bytes > 0 && (static_cast<int64_t>(src[i].size()) > options.max_line_bytes ||
                                        static_cast<int64_t>(tgt[i].size()) > options.max_line_bytes)) {
       ++out.skipped_long;

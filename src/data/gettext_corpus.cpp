@@ -2,9 +2,9 @@
 #include "moe/data/gettext_corpus.h"
 
 #include <algorithm>
-#include <cstring>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -188,7 +188,6 @@ std::vector<std::string> lines_of(const std::string& s) {
   return out;
 }
 
-
 }  // namespace
 
 void GettextCorpusOptions::validate() const {
@@ -256,7 +255,8 @@ GettextCorpusReport build_gettext_corpus(const std::string& out_dir, const Gette
       if (pairs.empty()) ++report.unreadable_catalogs;
       for (auto& pair : pairs) {
         if (!seen.insert(pair).second) continue;
-        const uint64_t bucket = fnv1a64(pair.first) % 1000;
+        // The split's own constant (see kFnv1a64OffsetBefore202612): the corpus must not change.
+        const uint64_t bucket = fnv1a64(kFnv1a64OffsetBefore202612, pair.first.data(), pair.first.size()) % 1000;
         const char* split = bucket < static_cast<uint64_t>(options.valid_per_mille) ? "valid"
                             : bucket < static_cast<uint64_t>(options.valid_per_mille + options.test_per_mille)
                                 ? "test"

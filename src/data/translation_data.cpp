@@ -1,17 +1,21 @@
 // The translation data pipeline (see moe/data/translation_data.h).
 #include "moe/data/translation_data.h"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
+#include <regex>
 #include <sstream>
 
 #include "moe/core/error.h"
 #include "moe/core/hash.h"
 #include "moe/core/logging.h"
+#include "moe/core/option_fields.h"
 #include "moe/data/gettext_corpus.h"
 
 namespace moe {
@@ -28,6 +32,22 @@ std::string hex64(uint64_t v) {
 template <typename... Args>
 void info(const Args&... args) {
   log_info(detail::concat(args...));
+}
+
+// Temporaries of a data build killed on the way (gettext-<key>.tmp.<pid>/, spm-input.<pid>.txt,
+// tokenizers/spm-<key>.tmp<pid>.*) whose process is gone: removed, so that kills leave nothing behind.
+void remove_stale_temporaries(const fs::path& dir) {
+  static const std::regex pattern(R"(^(gettext-.*\.tmp\.|spm-input\.|spm-.*\.tmp)(\d+)(\..*)?$)");
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    std::smatch m;
+    const auto name = e.path().filename().string();
+    if (!std::regex_match(name, m, pattern)) continue;
+    const auto pid = static_cast<pid_t>(std::stol(m[2]));
+    if (pid == ::getpid() || ::kill(pid, 0) == 0 || errno != ESRCH) continue;  // alive (or not ours to judge)
+    fs::remove_all(e.path(), ec);
+    log_warn(detail::concat("[data] removed ", e.path().string(), " (left by process ", pid, ", which is gone)"));
+  }
 }
 
 // The gettext corpus, built once per (locale folder, languages, options) under the cache folder.
@@ -124,6 +144,13 @@ std::vector<std::pair<std::string, std::string>> run_directions(const DataConfig
 
 TranslationData build_translation_data(const DataConfig& c, const TokenizerConfig& t,
                                        const TranslationDataOptions& options) {
+  std::error_code ec;
+  MOE_CHECK(!fs::exists(c.cache_dir, ec) || fs::is_directory(c.cache_dir, ec), "data.cache_dir '",
+            printable(c.cache_dir), "' is not a folder");
+  fs::create_directories(fs::path(c.cache_dir) / "tokenizers", ec);
+  MOE_CHECK(!ec, "data.cache_dir '", printable(c.cache_dir), "' cannot be created: ", ec.message());
+  remove_stale_temporaries(c.cache_dir);
+  remove_stale_temporaries(fs::path(c.cache_dir) / "tokenizers");
   TranslationData data;
   data.directions = run_directions(c);
   data.corpus_root = c.corpus == "gettext" ? gettext_corpus_root(c) : c.root;

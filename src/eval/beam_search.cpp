@@ -12,9 +12,12 @@
 namespace moe {
 
 void BeamSearchOptions::validate() const {
-  MOE_CHECK(beam >= 1, "BeamSearchOptions.beam must be >= 1, got ", beam);
-  MOE_CHECK(max_len_a >= 0, "BeamSearchOptions.max_len_a must be >= 0, got ", max_len_a);
-  MOE_CHECK(max_len_b >= 1, "BeamSearchOptions.max_len_b must be >= 1, got ", max_len_b);
+  MOE_CHECK(beam >= 1 && beam <= kMaxBeam, "BeamSearchOptions.beam must be in [1, ", kMaxBeam, "], got ", beam);
+  MOE_CHECK(std::isfinite(lenpen) && lenpen >= 0 && lenpen <= 10, "BeamSearchOptions.lenpen must be in [0, 10], got ",
+            lenpen);
+  MOE_CHECK(std::isfinite(max_len_a) && max_len_a >= 0 && max_len_a <= 100,
+            "BeamSearchOptions.max_len_a must be in [0, 100], got ", max_len_a);
+  MOE_CHECK(max_len_b >= 1 && max_len_b <= 4096, "BeamSearchOptions.max_len_b must be in [1, 4096], got ", max_len_b);
   MOE_CHECK(min_len >= 0, "BeamSearchOptions.min_len must be >= 0, got ", min_len);
   MOE_CHECK(max_len_cap == -1 || max_len_cap >= 1, "BeamSearchOptions.max_len_cap must be -1 or >= 1, got ",
             max_len_cap);

@@ -46,7 +46,9 @@ std::vector<std::string> translate(TransformerModel& model, const SentencePieceT
   const int tag = tokenizer.piece_id(target_tag);
   MOE_CHECK(tag > SentencePieceTokenizer::kEos, "translate: the tokenizer has no language tag '", target_tag, "'");
   MOE_CHECK(options.max_length >= 3, "TranslateOptions.max_length must be >= 3, got ", options.max_length);
-  MOE_CHECK(options.max_tokens >= options.max_length, "TranslateOptions.max_tokens must be >= max_length");
+  MOE_CHECK(options.max_tokens >= options.max_length && options.max_tokens <= (1 << 22),
+            "TranslateOptions.max_tokens must be in [max_length=", options.max_length, ", 4194304], got ",
+            options.max_tokens);
   model->eval();
   std::vector<std::vector<int64_t>> encoded(sentences.size());
   for (size_t i = 0; i < sentences.size(); ++i) {

@@ -143,13 +143,16 @@ double GradientSynchronizer::global_norm() const {
 
 double GradientSynchronizer::clip(double max_norm) {
   const double norm = global_norm();
-  const double coef = max_norm / (norm + 1e-6);
-  if (coef < 1.0) {
-    for (auto* list : {&dense_, &experts_})
-      for (auto& p : *list)
-        if (p.grad().defined()) p.mutable_grad().mul_(coef);
-  }
+  clip(max_norm, norm);
   return norm;
+}
+
+void GradientSynchronizer::clip(double max_norm, double norm) {
+  const double coef = max_norm / (norm + 1e-6);
+  if (coef >= 1.0) return;
+  for (auto* list : {&dense_, &experts_})
+    for (auto& p : *list)
+      if (p.grad().defined()) p.mutable_grad().mul_(coef);
 }
 
 }  // namespace moe

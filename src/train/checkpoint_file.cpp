@@ -17,11 +17,14 @@
 namespace moe {
 namespace {
 
-constexpr char kMagic[8] = {'M', 'O', 'E', 'C', 'K', 'P', 'T', '1'};
+// MOECKPT2: the checksum is standard FNV-1a 64. MOECKPT1 (before December 2026): the same with the
+// offset basis one digit short (kFnv1a64OffsetBefore202612); still read.
+constexpr char kMagic[8] = {'M', 'O', 'E', 'C', 'K', 'P', 'T', '2'};
+constexpr char kMagicV1[8] = {'M', 'O', 'E', 'C', 'K', 'P', 'T', '1'};
 constexpr size_t kHeader = 24;
 
-std::function<void()>& write_hook() {
-  static std::function<void()> hook;
+std::function<void(const std::string&)>& write_hook() {
+  static std::function<void(const std::string&)> hook;
   return hook;
 }
 
@@ -47,7 +50,7 @@ void write_all(int fd, const char* data, size_t size, const std::string& path) {
 
 }  // namespace
 
-void set_checkpoint_write_hook(std::function<void()> hook) { write_hook() = std::move(hook); }
+void set_checkpoint_write_hook(std::function<void(const std::string& path)> hook) { write_hook() = std::move(hook); }
 
 void write_checkpoint_file(const std::string& path, const std::string& payload) {
   namespace fs = std::filesystem;
@@ -66,7 +69,7 @@ void write_checkpoint_file(const std::string& path, const std::string& payload) 
     write_all(fd, header.data(), header.size(), tmp);
     const size_t half = payload.size() / 2;
     write_all(fd, payload.data(), half, tmp);
-    if (write_hook()) write_hook()();
+    if (write_hook()) write_hook()(path);
     write_all(fd, payload.data() + half, payload.size() - half, tmp);
     MOE_CHECK(::fsync(fd) == 0, "checkpoint: fsync of ", tmp, " failed: ", std::strerror(errno));
   } catch (...) {
@@ -88,18 +91,23 @@ void write_checkpoint_file(const std::string& path, const std::string& payload) 
 }
 
 std::string read_checkpoint_file(const std::string& path) {
+  std::error_code ec;
+  MOE_CHECK(!std::filesystem::is_directory(path, ec), "checkpoint: ", path, " is a folder, not a checkpoint file");
   std::ifstream in(path, std::ios::binary);
-  MOE_CHECK(in.good(), "checkpoint: cannot open ", path);
+  MOE_CHECK(in.good(), "checkpoint: cannot open ", path, std::filesystem::exists(path, ec) ? "" : " (no such file)");
   std::ostringstream buf;
   buf << in.rdbuf();
   const std::string bytes = buf.str();
-  MOE_CHECK(bytes.size() >= kHeader && std::memcmp(bytes.data(), kMagic, sizeof(kMagic)) == 0, "checkpoint: ", path,
-            " is not a moe checkpoint (bad or missing header; ", bytes.size(), " bytes)");
+  const bool v2 = bytes.size() >= kHeader && std::memcmp(bytes.data(), kMagic, sizeof(kMagic)) == 0;
+  const bool v1 = bytes.size() >= kHeader && std::memcmp(bytes.data(), kMagicV1, sizeof(kMagicV1)) == 0;
+  MOE_CHECK(v1 || v2, "checkpoint: ", path, " is not a moe checkpoint (bad or missing header; ", bytes.size(),
+            " bytes)");
   const uint64_t size = get_u64(bytes, 8), hash = get_u64(bytes, 16);
   MOE_CHECK(bytes.size() - kHeader == size, "checkpoint: ", path, " is truncated or padded: header says ", size,
             " payload bytes, the file holds ", bytes.size() - kHeader);
   std::string payload = bytes.substr(kHeader);
-  MOE_CHECK(fnv1a64(payload) == hash, "checkpoint: ", path, " is corrupted (checksum mismatch); not loading it");
+  const uint64_t actual = fnv1a64(v2 ? kFnv1a64Offset : kFnv1a64OffsetBefore202612, payload.data(), payload.size());
+  MOE_CHECK(actual == hash, "checkpoint: ", path, " is corrupted (checksum mismatch); not loading it");
   return payload;
 }
 

@@ -139,6 +139,9 @@ std::vector<OptionField> plain_fields(RunConfig& c) {
   });
   l.add("train.precision", r.precision, "fp32 | bf16 (CUDA autocast)").one_of({"fp32", "bf16"});
   l.add("train.threads", r.threads, "intra-op threads (0 = LibTorch's default)").in(0, 1024);
+  l.add("train.max_skipped_updates", r.max_skipped_updates,
+        "updates in a row with a non-finite loss or gradient (each skipped) before the run stops")
+      .in(1, 1000);
   auto& par = c.parallel;
   l.add("parallel.backend", par.backend, "local | gloo | nccl (multi-process runs under moe-launch/Slurm/mpirun)")
       .one_of({"local", "gloo", "nccl"});
@@ -171,8 +174,9 @@ bool must_match_on_resume(const std::string& key) {
 }
 
 bool informational_on_resume(const std::string& key) {
-  for (const char* k : {"run_dir", "log_level", "train.max_steps", "train.max_minutes", "train.log_every",
-                        "train.stats_every", "train.checkpoint_every", "train.keep_last", "train.threads"})
+  for (const char* k :
+       {"run_dir", "log_level", "train.max_steps", "train.max_minutes", "train.log_every", "train.stats_every",
+        "train.checkpoint_every", "train.keep_last", "train.threads", "train.max_skipped_updates"})
     if (key == k) return true;
   return key.rfind("eval.", 0) == 0 || key.rfind("parallel.", 0) == 0;
 }

@@ -26,9 +26,13 @@ void MetricsLog::write(const Json& record) {
   out_.flush();
 }
 
-void MetricsLog::keep_steps_up_to(const std::string& path, int64_t step) {
+void MetricsLog::keep_steps_up_to(const std::string& path, int64_t step, const std::string& set_aside_dir) {
   std::ifstream in(path);
   if (!in.good()) return;
+  std::error_code ec;
+  if (!set_aside_dir.empty())
+    std::filesystem::copy_file(path, std::filesystem::path(set_aside_dir) / "metrics.jsonl",
+                               std::filesystem::copy_options::overwrite_existing, ec);
   std::vector<std::string> keep;
   for (std::string line; std::getline(in, line);) {
     const auto record = Json::parse(line, nullptr, /*allow_exceptions=*/false);
@@ -43,7 +47,6 @@ void MetricsLog::keep_steps_up_to(const std::string& path, int64_t step) {
     out.flush();
     MOE_CHECK(out.good(), "metrics: cannot write ", tmp);
   }
-  std::error_code ec;
   std::filesystem::rename(tmp, path, ec);
   MOE_CHECK(!ec, "metrics: cannot replace ", path, ": ", ec.message());
 }
@@ -57,6 +60,10 @@ ProgressReport::ProgressReport(int64_t max_steps, double max_minutes, double ela
       last_(start_) {}
 
 void ProgressReport::add(const StepRecord& record) {
+  if (record.skipped) {
+    ++window_skipped_;
+    return;
+  }
   last_record_ = record;
   ++steps_;
   ++window_steps_;
@@ -88,7 +95,8 @@ Json ProgressReport::report() {
   } else {
     log_info("[train] " + line);
   }
-  window_steps_ = window_tokens_ = 0;
+  const int64_t skipped = window_skipped_;
+  window_steps_ = window_tokens_ = window_skipped_ = 0;
   window_loss_ = window_nll_ = 0;
   last_ = now;
   const auto& r = last_record_;
@@ -104,7 +112,8 @@ Json ProgressReport::report() {
           {"grad_norm", r.grad_norm},
           {"tokens", r.tokens},
           {"tokens_per_s", tps},
-          {"elapsed_s", elapsed_before_ + session}};
+          {"elapsed_s", elapsed_before_ + session},
+          {"skipped_updates", skipped}};
 }
 
 void ProgressReport::end_line() {

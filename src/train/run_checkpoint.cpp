@@ -5,9 +5,12 @@
 #include <torch/optim/adamw.h>
 #include <torch/serialize/archive.h>
 
+#include <ctime>
 #include <filesystem>
+#include <sstream>
 
 #include "moe/core/error.h"
+#include "moe/core/logging.h"
 #include "moe/core/option_fields.h"
 #include "moe/layers/expert_parallel.h"
 #include "moe/train/checkpoint_file.h"
@@ -156,6 +159,98 @@ void save_run_checkpoint(const std::string& run_dir, int64_t step, const NamedSt
   if (groups.world) groups.world->barrier();
 }
 
+int64_t read_checkpoint_step(const std::string& path) {
+  const auto payload = read_checkpoint_file(path);
+  torch::serialize::InputArchive archive;
+  archive.load_from(payload.data(), payload.size(), at::kCPU);
+  at::Tensor names, t;
+  if (!archive.try_read("names", names)) {  // format 1, one process
+    MOE_CHECK(archive.try_read("step", t), "checkpoint ", path, " has no step");
+    return t.item<int64_t>();
+  }
+  std::istringstream lines(tensor_string(names));
+  int64_t i = 0;
+  for (std::string name; std::getline(lines, name); ++i)
+    if (name == "trainer.step" && archive.try_read("t" + std::to_string(i), t)) return t.item<int64_t>();
+  MOE_THROW("checkpoint ", path, " has no 'trainer.step' entry");
+}
+
+std::string set_aside_later_checkpoints(const std::string& run_dir, int64_t step, bool discard) {
+  std::vector<std::pair<int64_t, std::string>> later;
+  for (const auto& [s, path] : list_step_checkpoints(run_dir))
+    if (s > step) later.emplace_back(s, path);
+  if (later.empty()) return "";
+  if (discard) {
+    for (const auto& [s, path] : later) {
+      log_warn(detail::concat("[resume] deleting ", path, " (after the resumed step ", step, "; --discard-later)"));
+      remove_run_checkpoint(path);
+    }
+    return "";
+  }
+  char stamp[32];
+  const std::time_t now = std::time(nullptr);
+  std::strftime(stamp, sizeof(stamp), "%Y%m%d-%H%M%S", std::localtime(&now));
+  fs::path dir = fs::path(run_dir) / (std::string("set-aside-") + stamp);
+  for (int n = 2; fs::exists(dir); ++n)
+    dir = fs::path(run_dir) / (std::string("set-aside-") + stamp + "-" + std::to_string(n));
+  fs::create_directories(dir);
+  for (const auto& [s, path] : later) {
+    const auto prefix = fs::path(checkpoint_prefix(path)).filename().string();
+    for (const auto& e : fs::directory_iterator(run_dir)) {
+      const auto name = e.path().filename().string();
+      if (name == prefix + ".moeckpt" || name.rfind(prefix + ".experts-", 0) == 0) fs::rename(e.path(), dir / name);
+    }
+  }
+  log_warn(detail::concat("[resume] ", later.size(), " checkpoint(s) after the resumed step ", step, " (up to step ",
+                          later.back().first, ") moved to ", dir.string(), " (--discard-later deletes them instead)"));
+  return dir.string();
+}
+
+void repair_best_checkpoint(const std::string& run_dir, int64_t best_step, const std::string& set_aside_dir) {
+  if (best_step < 0) return;
+  const auto best = (fs::path(run_dir) / "best.moeckpt").string();
+  int64_t held = -1;
+  std::string why;
+  try {
+    held = fs::exists(best) ? read_checkpoint_step(best) : -1;
+  } catch (const Error& e) {
+    why = e.what();
+  }
+  if (held == best_step) return;
+  const auto source = step_checkpoint_path(run_dir, best_step);
+  const auto what = held >= 0     ? "holds step " + std::to_string(held)
+                    : why.empty() ? std::string("is missing")
+                                  : "is unreadable (" + why + ")";
+  if (!fs::exists(source)) {
+    log_warn(detail::concat("[resume] best.moeckpt ", what, " but the best validation recorded is at step ", best_step,
+                            ", whose checkpoint is gone; best.moeckpt is left as it is"));
+    return;
+  }
+  if (!set_aside_dir.empty() && fs::exists(best)) {
+    for (const auto& e : fs::directory_iterator(run_dir)) {
+      const auto name = e.path().filename().string();
+      if (name == "best.moeckpt" || name.rfind("best.experts-", 0) == 0)
+        fs::copy_file(e.path(), fs::path(set_aside_dir) / name);
+    }
+  }
+  // Copy the step checkpoint's files over best's (each to a temporary, then renamed), then drop shards
+  // of another layout.
+  const auto from = fs::path(checkpoint_prefix(source)).filename().string();
+  int shards = 0;
+  for (const auto& e : fs::directory_iterator(run_dir)) {
+    const auto name = e.path().filename().string();
+    if (name != from + ".moeckpt" && name.rfind(from + ".experts-", 0) != 0) continue;
+    const auto target = fs::path(run_dir) / ("best" + name.substr(from.size()));
+    const auto tmp = target.string() + ".tmp.repair";
+    fs::copy_file(e.path(), tmp, fs::copy_options::overwrite_existing);
+    fs::rename(tmp, target);
+    shards += name.find(".experts-") != std::string::npos;
+  }
+  remove_stale_shards(best, shards);
+  log_warn(detail::concat("[resume] best.moeckpt ", what, " but the best validation recorded is at step ", best_step,
+                          ": restored it from ", source));
+}
+
 void remove_run_checkpoint(const std::string& path) {
   remove_stale_shards(path, 0);
   std::error_code ec;
@@ -171,6 +266,11 @@ LoadedModel load_model_checkpoint(const std::string& path, const std::string& de
   out.step = opened.step;
   out.model = TransformerModel(model_options_for(out.config, out.tokenizer));  // every expert here
   load_module_state(*out.model, opened.state, path);
+  for (const auto& p : out.model->named_parameters()) {
+    const auto bad = (~at::isfinite(p.value())).sum().item<int64_t>();
+    MOE_CHECK(bad == 0, "checkpoint ", path, " holds non-finite parameters (", bad, " of ", p.value().numel(),
+              " values of '", p.key(), "' are NaN or infinite); it cannot translate");
+  }
   out.model->to(dev);
   out.model->eval();
   return out;

@@ -15,6 +15,7 @@
 
 #include "moe/core/error.h"
 #include "moe/core/logging.h"
+#include "moe/core/stop_request.h"
 #include "moe/layers/expert_parallel.h"
 #include "moe/parallel/communicator.h"
 #include "moe/parallel/grad_sync.h"
@@ -67,6 +68,8 @@ struct Trainer::State {
   MoEStatsWindow stats;
   VariantSpec variant;
   double best_valid = std::numeric_limits<double>::infinity();
+  int64_t best_step = -1;  ///< the step whose model best.moeckpt holds
+  int64_t skipped_in_a_row = 0, skipped_total = 0;
   double elapsed_before = 0;  ///< seconds trained before this process (resumed runs)
   double session_seconds = 0;
   std::map<std::string, double> last_experts_per_token;
@@ -76,7 +79,8 @@ struct Trainer::State {
 
 Trainer::~Trainer() = default;
 
-Trainer::Trainer(RunConfig config, const std::string& resume_from) : config_(std::move(config)), state_(new State) {
+Trainer::Trainer(RunConfig config, const std::string& resume_from, bool discard_later_checkpoints)
+    : config_(std::move(config)), state_(new State), discard_later_(discard_later_checkpoints) {
   config_.validate();
   auto& s = *state_;
   s.variant = variant_spec(config_.model.moe.variant);
@@ -169,7 +173,7 @@ Trainer::Trainer(RunConfig config, const std::string& resume_from) : config_(std
 
   const auto metrics_path = (fs::path(config_.run_dir) / "metrics.jsonl").string();
   if (resumed) resume(*resumed, resume_path);
-  if (resumed && s.writer()) MetricsLog::keep_steps_up_to(metrics_path, step_);
+  if (resumed && s.writer()) MetricsLog::keep_steps_up_to(metrics_path, step_, set_aside_);
   resumed.reset();
   s.metrics = std::make_unique<MetricsLog>(s.writer() ? metrics_path : std::string("/dev/null"),
                                            /*append=*/!resume_path.empty());
@@ -196,6 +200,8 @@ void Trainer::resume(const OpenedCheckpoint& checkpoint, const std::string& path
   step_ = checkpoint.step;
   s.batcher->restore(batcher_state_from_tensor(entry("trainer.batcher"), path));
   s.best_valid = entry("trainer.best_valid").item<double>();
+  auto best_step = state.find("trainer.best_step");  // format 2
+  s.best_step = best_step != state.end() ? best_step->second.item<int64_t>() : -1;
   s.elapsed_before = entry("trainer.elapsed_s").item<double>();
   s.last_checkpoint_step = s.last_validation_step = step_;
   const int rank = s.world->rank(), world_size = s.world->size();
@@ -213,14 +219,14 @@ void Trainer::resume(const OpenedCheckpoint& checkpoint, const std::string& path
                             ": random streams restart (dropout and sampled experts differ from "
                             "an uninterrupted run; parameters, optimizer and data order continue exactly)"));
   }
-  // Step checkpoints after the resumed one belong to an abandoned continuation: remove them, so
-  // pruning and a later --resume only see this run's history.
-  s.world->barrier();  // every rank has read its files before any is removed
-  for (const auto& [later_step, later_path] : list_step_checkpoints(config_.run_dir)) {
-    if (later_step <= step_ || !s.writer()) continue;
-    log_warn(detail::concat("[resume] removing ", later_path, " (after the resumed step ", step_, ")"));
-    remove_run_checkpoint(later_path);
+  // Step checkpoints after the resumed one belong to an abandoned continuation: they move aside (or
+  // go, with discard_later), so that pruning and a later --resume see only this run's history.
+  s.world->barrier();  // every rank has read its files before any is moved
+  if (s.writer()) {
+    set_aside_ = set_aside_later_checkpoints(config_.run_dir, step_, discard_later_);
+    repair_best_checkpoint(config_.run_dir, s.best_step, set_aside_);
   }
+  s.world->barrier();
   info("[resume] continuing from ", path, " at step ", step_);
 }
 
@@ -280,12 +286,13 @@ StepRecord Trainer::train_step() {
       aux += out.aux_loss.item<double>() * share;
       s.stats.add(out.moe, direction);
     }
+    if (update_fault_hook() && update_fault_hook()(step_ + 1)) loss = loss * std::nan("");  // tests only
     // The update's last backward: gradient buckets start their all-reduce as they become final.
     if (bi + 1 == batches.size()) s.sync->arm();
     loss.backward();
   }
   s.sync->synchronize();
-  rec.grad_norm = t.clip_norm > 0 ? s.sync->clip(t.clip_norm) : s.sync->global_norm();
+  rec.grad_norm = s.sync->global_norm();
   auto sums = at::tensor({loss_sum, nll_sum, aux, consistency}, at::kDouble);
   s.world->all_reduce(sums);
   const double n = static_cast<double>(total_tokens);
@@ -293,9 +300,23 @@ StepRecord Trainer::train_step() {
   rec.nll = sums[1].item<double>() / n;
   rec.aux = sums[2].item<double>();
   rec.consistency = sums[3].item<double>() / n;
+  rec.step = step_ + 1;
+  // A non-finite loss or gradient: no update (every rank sees the same sums and norm, so they agree).
+  rec.skipped = !std::isfinite(rec.loss) || !std::isfinite(rec.grad_norm) || !std::isfinite(rec.aux) ||
+                !std::isfinite(rec.consistency);
+  if (rec.skipped) {
+    s.optimizer->zero_grad();
+    return rec;
+  }
+  if (t.clip_norm > 0) s.sync->clip(t.clip_norm, rec.grad_norm);
   rec.lr = s.optimizer->step(step_ + 1);
-  rec.step = ++step_;
+  ++step_;
   return rec;
+}
+
+std::function<bool(int64_t)>& Trainer::update_fault_hook() {
+  static std::function<bool(int64_t)> hook;
+  return hook;
 }
 
 // ---- validation ----------------------------------------------------------------------------------
@@ -330,7 +351,10 @@ ValidationResult Trainer::validate() {
 bool Trainer::validate_and_track_best() {
   const double loss = validate().loss;
   const bool best = loss < state_->best_valid;
-  if (best) state_->best_valid = loss;
+  if (best) {
+    state_->best_valid = loss;
+    state_->best_step = step_;
+  }
   return best;
 }
 
@@ -346,15 +370,27 @@ void Trainer::train() {
        t.max_minutes > 0 ? detail::concat(" (budget ", t.max_minutes, " min)") : std::string());
   while (step_ < t.max_steps) {
     const double elapsed = s.elapsed_before + std::chrono::duration<double>(clock::now() - start).count();
-    // The ranks' clocks differ: stop when any of them is out of time, all at the same step.
-    auto out_of_time = at::tensor({static_cast<int64_t>(t.max_minutes > 0 && elapsed >= t.max_minutes * 60.0)});
-    if (t.max_minutes > 0) s.world->all_reduce(out_of_time, ReduceOp::kMax);
-    if (out_of_time.item<int64_t>() != 0) {
+    // The ranks' clocks and signals differ: they agree on stopping, all at the same step.
+    auto flags = at::tensor(std::vector<int64_t>{t.max_minutes > 0 && elapsed >= t.max_minutes * 60.0,
+                                                 static_cast<int64_t>(stop_requested())});
+    s.world->all_reduce(flags, ReduceOp::kMax);
+    if (flags[1].item<int64_t>() >= 0) {
+      progress.end_line();
+      s.session_seconds = std::chrono::duration<double>(clock::now() - start).count();
+      stop_on_request(static_cast<int>(flags[1].item<int64_t>()));
+    }
+    if (flags[0].item<int64_t>() != 0) {
       info("[train] stopping at step ", step_, ": the ", t.max_minutes, "-minute budget is spent");
       break;
     }
-    history_.push_back(train_step());
-    progress.add(history_.back());
+    auto rec = train_step();
+    progress.add(rec);
+    if (rec.skipped) {
+      count_skipped_update(rec);
+      continue;
+    }
+    s.skipped_in_a_row = 0;
+    history_.push_back(rec);
     if (step_ % t.log_every == 0 || step_ == t.max_steps) s.metrics->write(progress.report());
     const bool validate_now = step_ % t.validate_every == 0;
     const bool checkpoint_now = step_ % t.checkpoint_every == 0;
@@ -375,10 +411,58 @@ void Trainer::train() {
   s.session_seconds = 0;
 }
 
+void Trainer::count_skipped_update(const StepRecord& rec) {
+  auto& s = *state_;
+  ++s.skipped_in_a_row;
+  ++s.skipped_total;
+  log_warn(detail::concat("[train] update ", rec.step, ": non-finite loss ", rec.loss, " or gradient norm ",
+                          rec.grad_norm, "; update skipped (", s.skipped_in_a_row, " in a row, ", s.skipped_total,
+                          " in this run)"));
+  s.metrics->write({{"type", "skipped"},
+                    {"step", step_},
+                    {"update", rec.step},
+                    {"loss", rec.loss},
+                    {"grad_norm", rec.grad_norm},
+                    {"in_a_row", s.skipped_in_a_row},
+                    {"total", s.skipped_total}});
+  if (s.skipped_in_a_row < config_.train.max_skipped_updates) return;
+  const auto list = list_step_checkpoints(config_.run_dir);
+  MOE_THROW("[train] ", s.skipped_in_a_row, " updates in a row after step ", step_,
+            " had a non-finite loss or gradient (train.max_skipped_updates = ", config_.train.max_skipped_updates,
+            "); stopping. ",
+            list.empty() ? std::string("No checkpoint was written yet")
+                         : "The last good checkpoint is " + list.back().second + " (step " +
+                               std::to_string(list.back().first) + ")",
+            "; a smaller train.lr or train.clip_norm > 0 may help");
+}
+
+void Trainer::stop_on_request(int signal) {
+  auto& s = *state_;
+  std::string where = "no checkpoint was needed";
+  if (step_ > 0 && s.last_checkpoint_step != step_) save_checkpoint(false);
+  if (step_ > 0) where = "checkpoint " + step_checkpoint_path(config_.run_dir, step_);
+  const auto message =
+      detail::concat("stopped by ", stop_reason(signal), " at step ", step_, "; ", where, "; continue with --resume");
+  log_warn("[train] " + message);
+  throw Interrupted(message, signal);
+}
+
 // ---- checkpoints ---------------------------------------------------------------------------------
 
 void Trainer::save_checkpoint(bool best) {
   auto& s = *state_;
+  // A non-finite model is never written (skipped updates keep it finite; this is the last guard).
+  std::vector<at::Tensor> finite;
+  for (const auto& p : model_->parameters()) finite.push_back(at::isfinite(p).all());
+  if (!finite.empty() && !at::stack(finite).all().item<bool>()) {
+    std::string name;
+    for (const auto& p : model_->named_parameters())
+      if (name.empty() && !at::isfinite(p.value()).all().item<bool>()) name = p.key();
+    const auto list = list_step_checkpoints(config_.run_dir);
+    MOE_THROW(
+        "[checkpoint] step ", step_, ": the model has non-finite parameters ('", name, "'); not writing a checkpoint. ",
+        list.empty() ? std::string("No checkpoint was written yet") : "The last good one is " + list.back().second);
+  }
   NamedState state = module_state(*model_);
   for (auto& [k, v] : s.optimizer->state()) state[k] = v;
   const auto rng = capture_random_state(s.device);
@@ -387,6 +471,7 @@ void Trainer::save_checkpoint(bool best) {
   state["trainer.config"] = string_tensor(config_.to_toml());
   state["trainer.tokenizer"] = string_tensor(data_.tokenizer.serialized());
   state["trainer.best_valid"] = at::tensor(s.best_valid, at::kDouble);
+  state["trainer.best_step"] = at::tensor(s.best_step, at::kLong);
   state["trainer.elapsed_s"] = at::tensor(s.elapsed_before + s.session_seconds, at::kDouble);
   state["trainer.batcher"] = batcher_state_to_tensor(s.batcher->state());  // the same on every rank
   // Every rank's generators (dropout, sampled experts): [W, state bytes], restored per rank when the

@@ -15,11 +15,11 @@
 #include <sstream>
 
 #include "errors.h"
-#include "programs.h"
 #include "moe/data/corpus.h"
 #include "moe/eval/sacrebleu.h"
 #include "moe/train/checkpoint_file.h"
 #include "moe/train/trainer.h"
+#include "programs.h"
 #include "scratch.h"
 #include "test_paths.h"
 
@@ -31,7 +31,7 @@ using moe::testing::error_of;
 
 #define SKIP_WITHOUT_DEFAULT_CORPUS()                                                \
   do {                                                                               \
-    static const std::string missing = moe::testing::default_corpus_missing();                     \
+    static const std::string missing = moe::testing::default_corpus_missing();       \
     if (!missing.empty()) GTEST_SKIP() << "default corpus unavailable: " << missing; \
   } while (0)
 
@@ -175,7 +175,7 @@ TEST(TranslationTrainingTest, KillDuringCheckpointWriteLeavesThePreviousCheckpoi
   const pid_t child = ::fork();
   ASSERT_GE(child, 0);
   if (child == 0) {  // no LibTorch work in the child: only the file writes, killed halfway
-    set_checkpoint_write_hook([] { ::_exit(42); });
+    set_checkpoint_write_hook([](const std::string&) { ::_exit(42); });
     write_checkpoint_file(step_checkpoint_path(c.run_dir, 12), payload + payload);
     ::_exit(0);
   }
@@ -185,7 +185,7 @@ TEST(TranslationTrainingTest, KillDuringCheckpointWriteLeavesThePreviousCheckpoi
   const pid_t child2 = ::fork();  // and again while overwriting best.moeckpt in place
   ASSERT_GE(child2, 0);
   if (child2 == 0) {
-    set_checkpoint_write_hook([] { ::_exit(43); });
+    set_checkpoint_write_hook([](const std::string&) { ::_exit(43); });
     write_checkpoint_file(c.run_dir + "/best.moeckpt", payload + "x");
     ::_exit(0);
   }

@@ -1,9 +1,9 @@
 // Parallel corpora on disk. Two layouts occur (both in shared/data):
 //   pair folders      <root>/<src>-<tgt>/{train,valid,test}.<lang>   (e.g. mafand-mt, wmt-news)
 //   multi-way folders <root>/{train,valid,test}.<lang>               (e.g. multi30k)
-// Reading is strict: a missing split, an empty file, a line-count mismatch or invalid UTF-8 is an
-// error naming the file (and line); CRLF is normalised; over-long lines are skipped (both sides)
-// and counted.
+// Reading is strict: a missing split, an empty file, a line-count mismatch, invalid UTF-8, a blank
+// line or a NUL byte is an error naming the file (and line); CRLF is normalised; over-long lines are
+// skipped (both sides) and counted.
 #pragma once
 
 #include <cstdint>

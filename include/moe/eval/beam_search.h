@@ -26,9 +26,10 @@ class IncrementalDecoder {
 };
 
 struct BeamSearchOptions {
-  int64_t beam = 5;        ///< >= 1; 1 = greedy
-  double lenpen = 1.0;     ///< score / length^lenpen (length counts EOS)
-  double max_len_a = 1.2;  ///< at most a·source_length + b tokens before the EOS
+  static constexpr int64_t kMaxBeam = 64;  ///< beam sizes above this are refused (memory grows with it)
+  int64_t beam = 5;                        ///< in [1, kMaxBeam]; 1 = greedy
+  double lenpen = 1.0;                     ///< score / length^lenpen (length counts EOS)
+  double max_len_a = 1.2;                  ///< at most a·source_length + b tokens before the EOS
   int64_t max_len_b = 10;
   int64_t max_len_cap = -1;  ///< an upper bound on that (the model's positions); -1 = none
   int64_t min_len = 1;       ///< at least this many tokens before the EOS (1: never empty, as fairseq)

@@ -47,6 +47,8 @@ class GradientSynchronizer {
   /// Scales every gradient by min(1, max_norm / (norm + 1e-6)) (torch.nn.utils.clip_grad_norm_);
   /// returns the norm before clipping.
   double clip(double max_norm);
+  /// clip() with the norm already computed (global_norm()), saving a second pass.
+  void clip(double max_norm, double norm);
 
   int64_t num_buckets() const { return static_cast<int64_t>(buckets_.size()); }
 
@@ -55,8 +57,8 @@ class GradientSynchronizer {
     std::vector<at::Tensor> params;
     bool expert = false;
     int64_t numel = 0;
-    int64_t pending = 0;         ///< parameters not yet accumulated in this backward
-    at::Tensor flat;             ///< the bucket's gradients, flattened, while in flight
+    int64_t pending = 0;  ///< parameters not yet accumulated in this backward
+    at::Tensor flat;      ///< the bucket's gradients, flattened, while in flight
     std::unique_ptr<CommWork> work;
     bool started = false;
   };

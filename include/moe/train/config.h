@@ -43,6 +43,8 @@ struct TrainingConfig {
   std::string device = "cpu";      ///< cpu | cuda | cuda:N
   std::string precision = "fp32";  ///< fp32 | bf16 (autocast; CUDA only)
   int64_t threads = 0;             ///< intra-op threads; 0 = LibTorch's default
+  /// Updates in a row with a non-finite loss or gradient (each skipped) after which the run stops.
+  int64_t max_skipped_updates = 5;
 };
 
 /// Multi-process training (moe-launch, Slurm, mpirun set the rank variables; see

@@ -28,7 +28,8 @@ struct StepRecord {
   double consistency = 0;  ///< THOR: consistency term per token (unweighted)
   double lr = 0;
   double grad_norm = 0;
-  int64_t tokens = 0;  ///< target tokens in the update
+  int64_t tokens = 0;    ///< target tokens in the update
+  bool skipped = false;  ///< the loss or a gradient was not finite: no update was made (step not advanced)
 };
 
 /// The update loop's progress: a window of StepRecords, reported as one line (rewritten in place on a
@@ -38,8 +39,8 @@ class ProgressReport {
   /// elapsed_before: seconds a resumed run trained before; tty: rewrite the line in place.
   ProgressReport(int64_t max_steps, double max_minutes, double elapsed_before, bool tty);
   void add(const StepRecord& record);
-  /// Prints the line of the window (mean loss, tokens/s, eta) and returns its metrics record; starts
-  /// a new window.
+  /// Prints the line of the window (mean loss, tokens/s, eta) and returns its metrics record (with
+  /// the updates skipped for a non-finite loss); starts a new window.
   Json report();
   /// Ends an in-place line (before other output).
   void end_line();
@@ -50,7 +51,7 @@ class ProgressReport {
   bool tty_, line_open_ = false;
   std::chrono::steady_clock::time_point start_, last_;
   StepRecord last_record_;
-  int64_t steps_ = 0, window_steps_ = 0, window_tokens_ = 0;
+  int64_t steps_ = 0, window_steps_ = 0, window_tokens_ = 0, window_skipped_ = 0;
   double window_loss_ = 0, window_nll_ = 0;
 };
 
@@ -64,8 +65,9 @@ class MetricsLog {
   const std::string& path() const { return path_; }
   /// Keeps the records of steps <= `step` (a resumed run drops what a crashed run logged after its
   /// checkpoint; lines cut short by the crash go too). Writes a new file and renames it over the old
-  /// one, so a kill during this leaves either the old history or the new one, never a partial file.
-  static void keep_steps_up_to(const std::string& path, int64_t step);
+  /// one, so a kill during this leaves either the old history or the new one, never a partial file;
+  /// the whole old file is first copied into `set_aside_dir` when given.
+  static void keep_steps_up_to(const std::string& path, int64_t step, const std::string& set_aside_dir = "");
 
  private:
   std::string path_;

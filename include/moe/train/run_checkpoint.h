@@ -57,6 +57,20 @@ void save_run_checkpoint(const std::string& run_dir, int64_t step, const NamedSt
 /// Removes a step checkpoint: its file and every expert shard beside it.
 void remove_run_checkpoint(const std::string& path);
 
+/// The step a checkpoint file was written at, read from its shared file alone (no tensors loaded).
+int64_t read_checkpoint_step(const std::string& path);
+
+/// A resumed run's step checkpoints after `step` belong to an abandoned continuation: moves them (with
+/// their shards) into a new folder run_dir/set-aside-<date>-<time>/ and returns its path, or deletes
+/// them when `discard`; "" when there are none. Logs what it did.
+std::string set_aside_later_checkpoints(const std::string& run_dir, int64_t step, bool discard);
+
+/// Makes best.moeckpt hold the model of `best_step` (the best validation a checkpoint records): when
+/// it holds another step (a kill between the step checkpoint and best.moeckpt, or an abandoned
+/// continuation), copies checkpoint-<best_step> over it, the replaced one going to `set_aside_dir`
+/// when given. best_step < 0 (nothing recorded): nothing to do. Logs what it did.
+void repair_best_checkpoint(const std::string& run_dir, int64_t best_step, const std::string& set_aside_dir = "");
+
 /// The model options of a run's configuration for a tokenizer's vocabulary.
 TransformerOptions model_options_for(const RunConfig& config, const SentencePieceTokenizer& tokenizer);
 

@@ -16,6 +16,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -34,9 +35,12 @@ namespace moe {
 class Trainer {
  public:
   /// resume_from: "" = a fresh run (the run folder must not hold checkpoints), "latest" = the newest
-  /// step checkpoint in run_dir, or a checkpoint path. Under moe-launch, Slurm or mpirun (the
-  /// environment names the ranks) every process constructs its Trainer with the same configuration.
-  explicit Trainer(RunConfig config, const std::string& resume_from = "");
+  /// step checkpoint in run_dir, or a checkpoint path. Step checkpoints after the resumed one move
+  /// to run_dir/set-aside-<time>/ (deleted instead with discard_later_checkpoints), and best.moeckpt
+  /// is repaired if it does not hold the best model the checkpoint records. Under moe-launch, Slurm
+  /// or mpirun (the environment names the ranks) every process constructs its Trainer with the same
+  /// configuration.
+  explicit Trainer(RunConfig config, const std::string& resume_from = "", bool discard_later_checkpoints = false);
   ~Trainer();
 
   /// Trains until train.max_steps updates or train.max_minutes, validating and checkpointing on
@@ -48,6 +52,10 @@ class Trainer {
   /// Writes checkpoint-<step>.moeckpt and prunes old ones; `best` also writes best.moeckpt.
   void save_checkpoint(bool best = false);
 
+  /// Test hook: when it returns true for an update number (1-based), that update's loss is made NaN
+  /// before backward (fault injection).
+  static std::function<bool(int64_t update)>& update_fault_hook();
+
   int64_t step() const { return step_; }
   const std::vector<StepRecord>& history() const { return history_; }
   TransformerModel& model() { return model_; }
@@ -56,6 +64,10 @@ class Trainer {
 
  private:
   StepRecord train_step();
+  /// Counts an update skipped for a non-finite loss or gradient; throws after too many in a row.
+  void count_skipped_update(const StepRecord& record);
+  /// Writes a checkpoint (when the step has none yet) and throws Interrupted.
+  [[noreturn]] void stop_on_request(int signal);
   /// validate(), and whether its loss is the best so far (then recorded as such).
   bool validate_and_track_best();
   void resume(const OpenedCheckpoint& checkpoint, const std::string& path);
@@ -67,6 +79,8 @@ class Trainer {
   std::unique_ptr<State> state_;
   int64_t step_ = 0;
   std::vector<StepRecord> history_;
+  bool discard_later_ = false;
+  std::string set_aside_;  ///< where a resume moved the abandoned continuation's checkpoints
 };
 
 }  // namespace moe

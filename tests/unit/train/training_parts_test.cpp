@@ -15,6 +15,7 @@
 
 #include "errors.h"
 #include "gradcheck.h"
+#include "moe/core/hash.h"
 #include "moe/core/json.h"
 #include "moe/routing/router_options.h"
 #include "moe/train/checkpoint_file.h"
@@ -130,6 +131,35 @@ TEST(CheckpointFileTest, TruncatedAndCorruptedFilesAreDetected) {
   EXPECT_NE(error_of([&] { read_checkpoint_file(path); }).find("is not a moe checkpoint"), std::string::npos);
 }
 
+TEST(CheckpointFileTest, FilesOfTheFirstHeaderStillReadAndFoldersAreNamed) {
+  const std::string dir = moe::testing::scratch("ckpt_v1").string();
+  // A MOECKPT1 file, written by hand: its checksum used the offset basis one digit short.
+  const std::string payload = "a payload of the first format";
+  std::string bytes = "MOECKPT1";
+  auto put = [&](uint64_t v) {
+    for (int i = 0; i < 8; ++i) bytes += static_cast<char>((v >> (8 * i)) & 0xff);
+  };
+  put(payload.size());
+  put(fnv1a64(kFnv1a64OffsetBefore202612, payload.data(), payload.size()));
+  std::ofstream(dir + "/old.moeckpt", std::ios::binary) << bytes << payload;
+  EXPECT_EQ(read_checkpoint_file(dir + "/old.moeckpt"), payload);
+  bytes[16] ^= 1;  // the checksum no longer matches under either basis
+  std::ofstream(dir + "/bad.moeckpt", std::ios::binary) << bytes << payload;
+  EXPECT_NE(error_of([&] { read_checkpoint_file(dir + "/bad.moeckpt"); }).find("checksum mismatch"), std::string::npos);
+  // New files carry MOECKPT2 and the standard FNV-1a 64 of the payload.
+  write_checkpoint_file(dir + "/new.moeckpt", payload);
+  std::ifstream in(dir + "/new.moeckpt", std::ios::binary);
+  std::string head(24, '\0');
+  in.read(head.data(), 24);
+  EXPECT_EQ(head.substr(0, 8), "MOECKPT2");
+  uint64_t hash = 0;
+  for (int i = 0; i < 8; ++i) hash |= static_cast<uint64_t>(static_cast<unsigned char>(head[16 + i])) << (8 * i);
+  EXPECT_EQ(hash, fnv1a64(payload));
+  std::filesystem::create_directories(dir + "/folder.moeckpt");
+  EXPECT_NE(error_of([&] { read_checkpoint_file(dir + "/folder.moeckpt"); }).find("is a folder, not a checkpoint file"),
+            std::string::npos);
+}
+
 TEST(CheckpointFileTest, KillDuringWriteKeepsThePreviousFile) {
   const std::string dir = moe::testing::scratch("ckpt_kill").string();
   const auto path = dir + "/checkpoint-1.moeckpt";
@@ -138,7 +168,7 @@ TEST(CheckpointFileTest, KillDuringWriteKeepsThePreviousFile) {
   ASSERT_GE(child, 0);
   if (child == 0) {
     // The child dies abruptly halfway through writing the new version (no cleanup, no rename).
-    set_checkpoint_write_hook([] { ::_exit(42); });
+    set_checkpoint_write_hook([](const std::string&) { ::_exit(42); });
     write_checkpoint_file(path, std::string(1 << 20, 'n'));
     ::_exit(0);
   }
