@@ -11,10 +11,18 @@ namespace moe {
 CapacityFormula parse_capacity_formula(const std::string& name) {
   if (name == "gshard") return CapacityFormula::kGShard;
   if (name == "deepspeed") return CapacityFormula::kDeepSpeed;
-  MOE_THROW("capacity formula must be one of gshard, deepspeed; got '", printable(name), "'");
+  if (name == "token_share") return CapacityFormula::kTokenShare;
+  MOE_THROW("capacity formula must be one of gshard, deepspeed, token_share; got '", printable(name), "'");
 }
 
-std::string to_string(CapacityFormula formula) { return formula == CapacityFormula::kGShard ? "gshard" : "deepspeed"; }
+std::string to_string(CapacityFormula formula) {
+  switch (formula) {
+    case CapacityFormula::kGShard: return "gshard";
+    case CapacityFormula::kDeepSpeed: return "deepspeed";
+    case CapacityFormula::kTokenShare: return "token_share";
+  }
+  return "?";
+}
 
 std::vector<OptionField> capacity_option_fields(CapacityOptions& c) {
   FieldList f;
@@ -32,7 +40,8 @@ std::vector<OptionField> capacity_option_fields(CapacityOptions& c) {
       .member = "capacity.eval_token_fraction";
   f.add("drop_tokens", c.drop_tokens, "false: no capacity limit").member = "capacity.drop_tokens";
   f.add_custom(
-       "capacity_formula", FieldType::kString, "gshard: floor(γ·k·ceil(T/E)) | deepspeed: ceil(γ·k·T/E)",
+       "capacity_formula", FieldType::kString,
+       "gshard: floor(γ·k·ceil(T/E)) | deepspeed: ceil(γ·k·T/E) | token_share: ceil(γ·T/E), whatever k",
        [&c](const std::string& v) { c.formula = parse_capacity_formula(v); },
        [&c] { return toml_string(to_string(c.formula)); })
       .member = "capacity.formula";
@@ -59,9 +68,10 @@ int64_t compute_capacity(const CapacityOptions& options, int64_t num_tokens, int
       const int64_t per_expert = (num_tokens + num_experts - 1) / num_experts;
       capacity = static_cast<int64_t>(std::floor(gamma * static_cast<double>(top_k * per_expert)));
     } else {
-      // Same operation order as DeepSpeed: (T / E) * γ (* k).
+      // Same operation order as DeepSpeed and XMoE: (T / E) * γ (* k).
       const double per_expert = static_cast<double>(num_tokens) / static_cast<double>(num_experts);
-      capacity = static_cast<int64_t>(std::ceil(per_expert * gamma * static_cast<double>(top_k)));
+      const double k = options.formula == CapacityFormula::kDeepSpeed ? static_cast<double>(top_k) : 1.0;
+      capacity = static_cast<int64_t>(std::ceil(per_expert * gamma * k));
     }
     capacity = std::max(capacity, options.min_capacity);
   }

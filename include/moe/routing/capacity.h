@@ -17,9 +17,12 @@ enum class CapacityFormula {
   /// ceil((T / E) · γ · k): DeepSpeed's _capacity (its top2gating passes 2γ, topkgating kγ). XMoE's
   /// threshold router uses it with k = 1: max(ceil((T/E)·γ), min_capacity).
   kDeepSpeed,
+  /// ceil((T / E) · γ), whatever k: XMoE's top-k baseline (its main_topkGating,
+  /// max(ceil(T/E·γ), 4)), where every expert of a token shares one budget.
+  kTokenShare,
 };
 
-/// Parses "gshard" or "deepspeed"; throws moe::Error otherwise.
+/// Parses "gshard", "deepspeed" or "token_share"; throws moe::Error otherwise.
 CapacityFormula parse_capacity_formula(const std::string& name);
 std::string to_string(CapacityFormula formula);
 

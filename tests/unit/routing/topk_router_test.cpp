@@ -67,6 +67,14 @@ TEST(CapacityTest, FormulasMatchFairseqAndDeepSpeed) {
   EXPECT_EQ(compute_capacity(ds, 50, 3, 1, true), 25);   // (50/3)·1.5 evaluates to 25.0 in that order, as in Python
   EXPECT_EQ(compute_capacity(ds, 10, 8, 1, true), 4);
   EXPECT_EQ(compute_capacity(ds, 3, 8, 1, true), 3);  // min capacity above T is clamped to T
+  // XMoE's top-k baseline: max(ceil(T / E * γ), 4) whatever k (hand values: 100/8·1.5 = 18.75).
+  CapacityOptions share = ds;
+  share.formula = CapacityFormula::kTokenShare;
+  EXPECT_EQ(compute_capacity(share, 100, 8, 1, true), 19);
+  EXPECT_EQ(compute_capacity(share, 100, 8, 2, true), 19);
+  EXPECT_EQ(compute_capacity(share, 10, 8, 2, true), 4);
+  EXPECT_EQ(parse_capacity_formula("token_share"), CapacityFormula::kTokenShare);
+  EXPECT_EQ(to_string(CapacityFormula::kTokenShare), "token_share");
   ds.drop_tokens = false;
   EXPECT_EQ(compute_capacity(ds, 10, 8, 2, true), -1);
   EXPECT_EQ(compute_capacity(c, 0, 4, 2, true), 0);
