@@ -16,6 +16,8 @@ APT_PACKAGES=(build-essential cmake ninja-build ccache git python3 python3-venv 
               libcli11-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev googletest
               libsentencepiece-dev sentencepiece gettext libgloo-dev
               libtomlplusplus-dev nlohmann-json3-dev)
+# Only ./scripts/test needs these: the run report is rendered in a real browser (headless Chromium).
+TEST_APT_PACKAGES=(chromium)
 
 # The kernels tier needs nvcc; the CUDA toolkit's standard location is often not on PATH.
 if ! command -v nvcc >/dev/null 2>&1 && [ -x /usr/local/cuda/bin/nvcc ]; then
@@ -28,8 +30,9 @@ step_timer_start() { STEP_T0=$(date +%s); }
 step_timer_end() { log "$1 took $(( $(date +%s) - STEP_T0 )) s"; }
 
 ensure_apt_packages() {
-  local missing=()
-  for p in "${APT_PACKAGES[@]}"; do
+  local missing=() wanted=("${APT_PACKAGES[@]}")
+  if [ "${MOE_WITH_TEST_PACKAGES:-0}" = 1 ]; then wanted+=("${TEST_APT_PACKAGES[@]}"); fi
+  for p in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   if [ ${#missing[@]} -eq 0 ]; then log "Debian packages: all present"; return; fi

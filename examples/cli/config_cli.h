@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <filesystem>
 #include <map>
 #include <string>
 #include <utility>
@@ -17,13 +18,16 @@ namespace moe::cli {
 
 struct ConfigOptions {
   std::string file;
-  bool file_given = false;  ///< --config appeared (set after parsing: app.count("--config") > 0)
+  bool file_given = false;           ///< --config appeared (set after parsing: app.count("--config") > 0)
+  std::vector<std::string> plugins;  ///< --plugin (repeatable): added to moe.plugins
   std::vector<std::pair<std::string, std::string>> overrides;  ///< in command-line order
 };
 
 /// Adds --config and one --<key> option per config field.
 inline void add_config_options(CLI::App& app, ConfigOptions& options) {
   app.add_option("--config", options.file, "TOML run configuration (configs/*.toml); other options override it");
+  app.add_option("--plugin", options.plugins,
+                 "a shared library of routers of your own to load (repeatable; recorded as moe.plugins)");
   RunConfig defaults;
   for (const auto& field : config_fields(defaults)) {
     const std::string key = field.key;
@@ -65,6 +69,12 @@ inline RunConfig resolve_config(const ConfigOptions& options) {
   RunConfig config;
   if (options.file_given) apply_toml_file(config, options.file);  // "" or a folder: an error, not the defaults
   for (const auto& [key, value] : options.overrides) set_config_value(config, key, value);
+  for (const auto& path : options.plugins) {
+    const auto absolute = std::filesystem::absolute(path).string();  // the checkpoint records where it was
+    auto& list = config.model.moe.plugins;
+    if (list.find(absolute) == std::string::npos) list += (list.empty() ? "" : ",") + absolute;
+  }
+  load_run_plugins(config, "the configuration");
   config.validate();
   return config;
 }

@@ -10,6 +10,7 @@
 
 #include "moe/core/error.h"
 #include "moe/core/option_fields.h"
+#include "moe/core/plugins.h"
 #include "moe/data/corpus.h"
 #include "moe/eval/translate.h"
 #include "moe/train/run_checkpoint.h"
@@ -29,9 +30,12 @@ int main(int argc, char** argv) {
   app.add_option("--max-len-b", options.search.max_len_b, "... b");
   app.add_option("--max-tokens", options.max_tokens, "source tokens per batch");
   app.add_option("--device", device, "cpu | cuda | cuda:N");
+  std::vector<std::string> plugins;
+  app.add_option("--plugin", plugins, "a router plugin the checkpoint needs, from another path (repeatable)");
   CLI11_PARSE(app, argc, argv);
   try {
     options.search.validate();  // bounds before anything is loaded
+    for (const auto& p : plugins) moe::load_plugin(p);
     auto loaded = moe::load_model_checkpoint(checkpoint, device);
     options.max_length = loaded.config.data.max_length;
     std::vector<std::string> lines;

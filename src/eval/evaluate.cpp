@@ -78,6 +78,7 @@ EvaluationResult evaluate_translation(TransformerModel& model, const Translation
     if (write) {
       write_lines(r.hypothesis_file, hyps);
       write_lines((fs::path(context.out_dir) / ("ref." + name + ".txt")).string(), text.target);
+      write_lines((fs::path(context.out_dir) / ("src." + name + ".txt")).string(), text.source);
     }
     const RefStreams refs{text.target};
     BleuOptions bo;
@@ -109,6 +110,7 @@ EvaluationResult evaluate_translation(TransformerModel& model, const Translation
   result.document = {{"variant", context.variant},
                      {"step", context.step},
                      {"train_minutes", context.train_minutes},
+                     {"stop_reason", context.stop_reason},
                      {"eval_split", eval.split},
                      {"beam", eval.beam},
                      {"directions", directions},

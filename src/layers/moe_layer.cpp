@@ -50,12 +50,13 @@ MoELayerImpl::MoELayerImpl(const MoELayerOptions& options_) : options(options_) 
   grad_anchor_ = at::zeros({}).set_requires_grad(true);
 }
 
-MoEOutput MoELayerImpl::forward_impl(const at::Tensor& x, const at::Tensor& token_ids) {
+MoEOutput MoELayerImpl::forward_impl(const at::Tensor& x, const at::Tensor& token_ids, const at::Tensor& padding) {
   auto hidden = flatten_slot_input(x, options.d_model, experts->expert(experts->options.first_expert)->w1,
                                    options.check_finite, "MoELayer");
   RoutingContext context;
   context.leading_shape.assign(x.sizes().begin(), x.sizes().end() - 1);
   context.token_ids = token_ids;
+  context.padding = padding;
   auto pass = run_routing_pass(*router, *experts, hidden, context, /*first_expert=*/0, options.num_experts,
                                options.expert_group, grad_anchor_);
   MoEOutput out;
@@ -69,7 +70,8 @@ DenseFFNImpl::DenseFFNImpl(const DenseFFNOptions& options_) : options(options_) 
   ffn = register_module("ffn", FFN(options.ffn));
 }
 
-MoEOutput DenseFFNImpl::forward_impl(const at::Tensor& x, const at::Tensor& /*token_ids*/) {
+MoEOutput DenseFFNImpl::forward_impl(const at::Tensor& x, const at::Tensor& /*token_ids*/,
+                                     const at::Tensor& /*padding*/) {
   auto hidden = flatten_slot_input(x, options.ffn.d_model, ffn->w1, options.check_finite, "DenseFFN");
   MoEOutput out;
   out.output = ffn->forward(hidden).view(x.sizes());

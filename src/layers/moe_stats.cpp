@@ -30,13 +30,16 @@ at::Tensor add_histograms(const at::Tensor& a, const at::Tensor& b) {
 }  // namespace
 
 void MoEStats::finalize() {
-  const double tokens = static_cast<double>(std::max<int64_t>(num_tokens, 1));
+  if (!padding.defined()) padding = at::zeros({}, at::kLong);
+  // Rates per real token: the rows that are not padding (a tensor: no host read).
+  auto tokens = (static_cast<double>(num_tokens) - padding.to(at::kFloat)).clamp_min(1);
   auto kept = tokens_per_expert.sum().to(at::kFloat);
   auto sel = selected.to(at::kFloat);
   dropped_fraction = dropped.to(at::kFloat) / sel.clamp_min(1);
-  experts_per_token = kept / tokens;
-  selected_per_token = sel / tokens;
-  passes_per_token = num_tokens > 0 ? token_passes.to(at::kFloat) / tokens : at::zeros({}, sel.options());
+  experts_per_token = kept / tokens.to(kept.device());
+  selected_per_token = sel / tokens.to(sel.device());
+  passes_per_token =
+      num_tokens > 0 ? token_passes.to(at::kFloat) / tokens.to(token_passes.device()) : at::zeros({}, sel.options());
 }
 
 MoEStats merge_stats(const std::vector<MoEStats>& parts) {
@@ -47,6 +50,7 @@ MoEStats merge_stats(const std::vector<MoEStats>& parts) {
               "merge_stats: statistics of ", out.tokens_per_expert.numel(), " and ", p.tokens_per_expert.numel(),
               " experts cannot be merged");
     out.num_tokens += p.num_tokens;
+    out.padding = sum_defined(out.padding, p.padding);
     out.tokens_per_expert = sum_defined(out.tokens_per_expert, p.tokens_per_expert);
     out.requested_per_expert = sum_defined(out.requested_per_expert, p.requested_per_expert);
     out.selected = sum_defined(out.selected, p.selected);

@@ -19,6 +19,18 @@ MoELayerOptions xmoe_layer_options(int64_t d_model, int64_t num_experts, int64_t
   return o;
 }
 
+MoELayerOptions xmoe_topk_layer_options(int64_t d_model, int64_t num_experts, int64_t hidden, int64_t top_k,
+                                        bool lm_code) {
+  auto o = xmoe_layer_options(d_model, num_experts, hidden, lm_code);  // capacity γ, min 4, experts, balance
+  o.router = "topk";
+  o.router_options.top_k = top_k;
+  o.router_options.capacity.formula = CapacityFormula::kTokenShare;  // max(ceil(T/E·γ), 4): no factor k
+  o.router_options.second_expert_policy = SecondExpertPolicy::kSampling;
+  o.router_options.sample_in_eval = true;                       // its noise is added in evaluation too
+  o.router_options.normalization = WeightNormalization::kNone;  // raw softmax probabilities
+  return o;
+}
+
 MoELayerOptions thor_layer_options(int64_t d_model, int64_t num_experts, int64_t hidden) {
   MoELayerOptions o(d_model, num_experts, hidden, /*top_k=*/1);
   o.router = "stochastic";
@@ -30,7 +42,7 @@ MoELayerOptions thor_layer_options(int64_t d_model, int64_t num_experts, int64_t
 }
 
 StratifiedMoEBlockOptions smoe_block_options(int64_t d_model, const std::vector<int64_t>& strata, int64_t hidden,
-                                            double dropout) {
+                                             double dropout) {
   StratifiedMoEBlockOptions o(d_model, strata, hidden);
   o.router_options.balance_loss_coef = 0.01;
   o.experts.ffn.output_dropout = dropout;  // the layer's dropout, inside each expert (the block output is final)

@@ -36,8 +36,12 @@ RoutingPassResult run_routing_pass(RouterImpl& router, ExpertBankImpl& bank, con
   auto index = plan.expert_index;
   if (first_expert != 0)  // router-local ids -> global ids
     index = at::where(index.ge(0), index + first_expert, at::full({}, -1, index.options()));
-  auto selected = index.ge(0);
-  DispatchLayout layout = build_layout(index, num_experts, plan.capacity, plan.priority);
+  // Padding rows get no expert (so no capacity slot, no compute and a zero output row) when the
+  // router masks them; their choices are still reported (SMoE moves them on by their top-1).
+  const bool masked = context.padding.defined() && router.options().mask_padding;
+  auto routed = masked ? index.masked_fill(context.padding.to(index.device()).reshape({T, 1}), -1) : index;
+  auto selected = routed.ge(0);
+  DispatchLayout layout = build_layout(routed, num_experts, plan.capacity, plan.priority);
   auto kept = layout.slot_row.ge(0);
   auto weight = normalize_combine_weights(plan.weight, selected, kept, plan.normalization);
 
@@ -53,7 +57,8 @@ RoutingPassResult run_routing_pass(RouterImpl& router, ExpertBankImpl& bank, con
   stats.requested_per_expert = layout.requested_per_expert;
   stats.selected = selected.sum();
   stats.dropped = layout.num_dropped;
-  stats.token_passes = at::full({}, T, at::kLong);
+  stats.padding = masked ? context.padding.sum().to(at::kLong) : at::zeros({}, at::kLong);
+  stats.token_passes = masked ? T - stats.padding : at::full({}, T, at::kLong);
   stats.experts_per_token_histogram = at::bincount(out.kept_per_token, {}, layout.top_k + 1);
   stats.aux_losses = std::move(plan.aux_losses);
   stats.finalize();

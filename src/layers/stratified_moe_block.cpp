@@ -105,13 +105,15 @@ int64_t StratifiedMoEBlockImpl::agree_on_stratum(int64_t local) const {
   return t.item<int64_t>();
 }
 
-MoEOutput StratifiedMoEBlockImpl::forward_impl(const at::Tensor& x, const at::Tensor& token_ids) {
+MoEOutput StratifiedMoEBlockImpl::forward_impl(const at::Tensor& x, const at::Tensor& token_ids,
+                                               const at::Tensor& padding) {
   const int64_t d = options.d_model, E = options.num_experts();
   const int64_t L = static_cast<int64_t>(options.strata.size());
   auto h = flatten_slot_input(x, d, experts->expert(experts->options.first_expert)->w1, options.check_finite,
                               "StratifiedMoEBlock");
   const int64_t T = h.size(0);
   auto ids = token_ids.defined() ? token_ids.reshape({-1}) : at::Tensor();
+  auto pad = padding.defined() ? padding.reshape({-1}).to(at::kCPU) : at::Tensor();
   auto long_cpu = at::TensorOptions().dtype(at::kLong);
 
   auto state = at::zeros({T}, long_cpu);         // stratum each token waits for; L = done
@@ -139,6 +141,7 @@ MoEOutput StratifiedMoEBlockImpl::forward_impl(const at::Tensor& x, const at::Te
     RoutingContext context;
     context.leading_shape = {active.size(0)};
     if (ids.defined()) context.token_ids = ids.index_select(0, active);
+    if (pad.defined()) context.padding = pad.index_select(0, active).to(h.device());
     auto pass =
         run_routing_pass(*gates[s], *experts, input, context, first_expert_[s], E, options.expert_group, grad_anchor_);
     h = h.index_copy(0, active, h_active + pass.output);
@@ -163,6 +166,9 @@ MoEOutput StratifiedMoEBlockImpl::forward_impl(const at::Tensor& x, const at::Te
   // tokens: passes_per_token = Σ pass sizes / T; the histogram counts experts over all passes.
   result.stats = merge_stats(passes);
   result.stats.num_tokens = T;
+  // Each padding row counted once (the passes counted it in every pass it sat in).
+  result.stats.padding =
+      pad.defined() && options.router_options.mask_padding ? pad.sum().to(at::kLong) : at::zeros({}, at::kLong);
   result.stats.experts_per_token_histogram = at::bincount(experts_used, {}, 1);
   if (passes.empty()) {
     result.stats.tokens_per_expert = at::zeros({E}, long_cpu);

@@ -174,13 +174,14 @@ at::Tensor ffn_sublayer(const std::shared_ptr<FeedForwardBlockImpl>& ffn, torch:
                         const at::Tensor& x, const at::Tensor& token_ids, const TransformerOptions& o, bool training,
                         std::vector<LayerStats>* stats, const std::string& name, bool is_moe) {
   MoEOutput out;
+  const auto padding = token_ids.eq(o.padding_idx);  // the FFN slot knows which positions are padding
   if (ffn->includes_residual()) {
-    out = ffn->forward(x, token_ids);
+    out = ffn->forward(x, token_ids, padding);
   } else if (o.pre_norm) {
-    out = ffn->forward(norm(x), token_ids);
+    out = ffn->forward(norm(x), token_ids, padding);
     out.output = x + at::dropout(out.output, o.dropout, training);
   } else {
-    out = ffn->forward(x, token_ids);
+    out = ffn->forward(x, token_ids, padding);
     out.output = norm(x + at::dropout(out.output, o.dropout, training));
   }
   if (is_moe && stats != nullptr) stats->push_back({name, std::move(out.stats)});

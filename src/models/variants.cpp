@@ -54,6 +54,15 @@ const std::vector<VariantSpec>& table() {
       return l;
     };
     t.push_back(xmoe);
+    auto xmoe_topk = row("xmoe_topk", "topk", 0,
+                         "XMoE's top-k baseline: moe.top_k, Gumbel-sampled later experts also in evaluation, raw "
+                         "weights, capacity max(ceil(T/E·2), 4) whatever k");
+    xmoe_topk.layer = [](int64_t d, int64_t E, int64_t h, int64_t k) {
+      auto l = xmoe_topk_layer_options(d, E, h, k, /*lm_code=*/false);
+      l.router_options.capacity.eval_token_fraction = 0;  // evaluated with γ, as the threshold variant
+      return l;
+    };
+    t.push_back(xmoe_topk);
     auto thor = row("thor", "stochastic", 1,
                     "THOR: stochastic router (one expert per batch in training), consistency loss, two passes");
     thor.two_pass = true;

@@ -18,7 +18,7 @@ ExpertChoiceRouterImpl::ExpertChoiceRouterImpl(const RouterOptions& options) : R
 
 void ExpertChoiceRouterImpl::reset_parameters() { reset_router_weight(weight); }
 
-RoutingPlan ExpertChoiceRouterImpl::route_impl(const at::Tensor& hidden, const RoutingContext& /*context*/) {
+RoutingPlan ExpertChoiceRouterImpl::route_impl(const at::Tensor& hidden, const RoutingContext& context) {
   const int64_t T = hidden.size(0), E = options_.num_experts;
   auto logits = router_logits(hidden, weight);
   auto probs = at::softmax(logits, -1);  // [T, E]
@@ -28,7 +28,12 @@ RoutingPlan ExpertChoiceRouterImpl::route_impl(const at::Tensor& hidden, const R
   {
     at::NoGradGuard no_grad;
     // Each expert's top-C tokens: a stable descending sort over tokens keeps ties in token order.
-    auto order = std::get<1>(probs.detach().t().sort(/*stable=*/true, /*dim=*/1, /*descending=*/true));  // [E, T]
+    // Padding rows (when masked) rank last, so an expert takes one only when the real tokens run out
+    // (and the routing pass then drops it).
+    auto scores = probs.detach();
+    const auto pad = mask_padding(context);
+    if (pad.defined()) scores = scores.masked_fill(pad.unsqueeze(1), -1.0);
+    auto order = std::get<1>(scores.t().sort(/*stable=*/true, /*dim=*/1, /*descending=*/true));  // [E, T]
     auto chosen = at::zeros({T, E}, at::TensorOptions().dtype(at::kBool).device(hidden.device()));
     if (C > 0 && T > 0) {
       auto tokens = order.narrow(1, 0, C);  // [E, C]

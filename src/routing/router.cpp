@@ -13,6 +13,16 @@ namespace moe {
 
 RouterImpl::RouterImpl(RouterOptions options) : options_(std::move(options)) {}
 
+at::Tensor RouterImpl::uniform(at::IntArrayRef shape, const at::TensorOptions& options) const {
+  if (uniform_source_) {
+    auto u = uniform_source_(shape, options);
+    MOE_CHECK(u.defined() && u.sizes() == shape, "Router: the uniform source returned ",
+              u.defined() ? u.sizes() : at::IntArrayRef{}, ", expected ", shape);
+    return u.to(options);
+  }
+  return at::empty(shape, options).uniform_(0.0, 1.0, generator_);
+}
+
 at::Tensor RouterImpl::register_router_weight() {
   auto weight = register_parameter("weight", at::empty({options_.num_experts, options_.d_model}));
   reset_router_weight(weight);
@@ -45,6 +55,17 @@ RoutingPlan RouterImpl::route(const at::Tensor& hidden, RoutingContext context) 
               "Router: context.token_ids must be int64 with ", T, " elements, got ", context.token_ids.scalar_type(),
               " ", context.token_ids.sizes());
     context.token_ids = context.token_ids.reshape({T});
+  }
+  if (context.padding.defined()) {
+    MOE_CHECK(context.padding.numel() == T && context.padding.scalar_type() == at::kBool, "Router: context.padding ",
+              "must be bool with ", T, " elements, got ", context.padding.scalar_type(), " ", context.padding.sizes());
+    context.padding = context.padding.reshape({T}).to(hidden.device());
+  }
+  if (context.gumbel_noise.defined()) {
+    MOE_CHECK(context.gumbel_noise.dim() == 2 && context.gumbel_noise.size(0) == T &&
+                  context.gumbel_noise.size(1) == options_.num_experts,
+              "Router: context.gumbel_noise must be [", T, ", ", options_.num_experts, "], got ",
+              context.gumbel_noise.sizes());
   }
   auto plan = route_impl(hidden.contiguous(), context);
   check_plan(plan, T, name_.empty() ? std::string("(unregistered)") : name_);

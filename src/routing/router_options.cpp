@@ -69,6 +69,8 @@ std::vector<OptionField> router_option_fields(RouterOptions& o) {
       .one_of(kGranularities);
   f.add("hash_by", o.hash_by, "hash router: token (the token id) | position").one_of({"token", "position"});
   f.add("hash_seed", o.hash_seed, "hash router: seed of the fixed hash").at_least(0);
+  f.add("mask_padding", o.mask_padding,
+        "padding gets no expert, no capacity slot and no count in the balance loss (fairseq's input mask)");
   return std::move(f.fields());
 }
 

@@ -28,7 +28,10 @@ RoutingPlan StochasticRouterImpl::route_impl(const at::Tensor& hidden, const Rou
   const auto granularity = is_training() ? train_granularity_ : eval_granularity_;
   const auto& shape = context.leading_shape;
   auto long_opts = at::TensorOptions().dtype(at::kLong).device(hidden.device());
-  auto draw = [&](int64_t n) { return at::randint(E, {n}, generator_, long_opts); };
+  // An expert uniformly at random: floor(U · E) (the caller's U(0, 1) source when set).
+  auto draw = [&](int64_t n) {
+    return (uniform({n}, long_opts.dtype(at::kDouble)) * static_cast<double>(E)).floor().clamp_max(E - 1).to(at::kLong);
+  };
   at::Tensor expert;
   switch (granularity) {
     case DrawGranularity::kBatch: expert = draw(1).expand({T}); break;

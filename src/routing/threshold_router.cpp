@@ -24,7 +24,7 @@ void ThresholdRouterImpl::set_threshold(double threshold) {
   options_ = changed;
 }
 
-RoutingPlan ThresholdRouterImpl::route_impl(const at::Tensor& hidden, const RoutingContext& /*context*/) {
+RoutingPlan ThresholdRouterImpl::route_impl(const at::Tensor& hidden, const RoutingContext& context) {
   const int64_t T = hidden.size(0), E = options_.num_experts;
   auto logits = router_logits(hidden, weight);
   const double t = (!is_training() && options_.eval_threshold > 0) ? options_.eval_threshold : options_.threshold;
@@ -43,7 +43,8 @@ RoutingPlan ThresholdRouterImpl::route_impl(const at::Tensor& hidden, const Rout
   auto rank = at::arange(K, probs.options().dtype(at::kDouble)).unsqueeze(0).expand({T, K});
   plan.priority = rank * 2.0 + (1.0 - plan.weight.detach().to(at::kDouble));
   auto top1 = index.select(1, 0);
-  plan.aux_losses["balance"] = AuxLoss{load_balancing_loss(probs, top1), options_.balance_loss_coef};
+  plan.aux_losses["balance"] =
+      AuxLoss{load_balancing_loss(probs, top1, mask_padding(context)), options_.balance_loss_coef};
   if (options_.z_loss_coef > 0) plan.aux_losses["z"] = AuxLoss{router_z_loss(logits), options_.z_loss_coef};
   return plan;
 }

@@ -14,11 +14,10 @@
 namespace moe {
 namespace {
 
-// Standard Gumbel(0, 1) noise, -log(-log(U)) with U in (0, 1) (fairseq gumbel_rsample).
-at::Tensor gumbel_noise(const at::Tensor& like, const std::optional<at::Generator>& generator) {
-  const double tiny = like.scalar_type() == at::kDouble ? 1e-300 : 1e-30;
-  auto u = at::empty_like(like).uniform_(0.0, 1.0, generator).clamp_(tiny, 1.0 - 1e-7);
-  return -at::log(-at::log(u));
+// Standard Gumbel(0, 1) noise from U(0, 1) draws, -log(-log(U)) (fairseq gumbel_rsample).
+at::Tensor gumbel_from_uniform(at::Tensor u) {
+  const double tiny = u.scalar_type() == at::kDouble ? 1e-300 : 1e-30;
+  return -at::log(-at::log(u.clamp_(tiny, 1.0 - 1e-7)));
 }
 
 }  // namespace
@@ -33,13 +32,13 @@ TopKRouterImpl::TopKRouterImpl(const RouterOptions& options) : RouterImpl(option
 
 void TopKRouterImpl::reset_parameters() { reset_router_weight(weight); }
 
-RoutingPlan TopKRouterImpl::route_impl(const at::Tensor& hidden, const RoutingContext& /*context*/) {
+RoutingPlan TopKRouterImpl::route_impl(const at::Tensor& hidden, const RoutingContext& context) {
   const int64_t T = hidden.size(0), E = options_.num_experts, K = options_.top_k;
   const bool training = is_training();
   auto x = hidden;
   if (training && options_.jitter > 0) {
     x = x.to(at::promote_types(x.scalar_type(), at::kFloat));
-    x = x * at::empty_like(x).uniform_(1.0 - options_.jitter, 1.0 + options_.jitter, generator_);
+    x = x * (uniform(x.sizes(), x.options()) * (2 * options_.jitter) + (1.0 - options_.jitter));
   }
   auto logits = router_logits(x, weight);  // [T, E], fp32 (fp64 for fp64)
   const bool sample =
@@ -59,7 +58,9 @@ RoutingPlan TopKRouterImpl::route_impl(const at::Tensor& hidden, const RoutingCo
     at::NoGradGuard no_grad;
     // Sampling: argmax of logits + Gumbel noise with earlier picks masked (fairseq). Greedy (above)
     // ranks the logits, which stay distinct where a saturated fp32 softmax ties at 0.
-    auto scores = logits.detach() + gumbel_noise(logits, generator_);
+    auto noise = context.gumbel_noise.defined() ? context.gumbel_noise.to(logits.options())
+                                                : gumbel_from_uniform(uniform(logits.sizes(), logits.options()));
+    auto scores = logits.detach() + noise;
     const double neg_inf = -std::numeric_limits<double>::infinity();
     for (int64_t r = 1; r < K; ++r) {
       scores.scatter_(1, picks.back(), neg_inf);
@@ -71,7 +72,8 @@ RoutingPlan TopKRouterImpl::route_impl(const at::Tensor& hidden, const RoutingCo
   plan.weight = probs.gather(1, plan.expert_index);
   plan.normalization = options_.normalization;
   plan.capacity = compute_capacity(options_.capacity, T, E, K, training);
-  plan.aux_losses["balance"] = AuxLoss{load_balancing_loss(probs, top1), options_.balance_loss_coef};
+  plan.aux_losses["balance"] =
+      AuxLoss{load_balancing_loss(probs, top1, mask_padding(context)), options_.balance_loss_coef};
   if (options_.z_loss_coef > 0) plan.aux_losses["z"] = AuxLoss{router_z_loss(logits), options_.z_loss_coef};
   return plan;
 }

@@ -6,12 +6,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "core/toml_document.h"
 #include "moe/core/error.h"
 #include "moe/core/logging.h"
+#include "moe/core/plugins.h"
 #include "moe/train/schedule.h"
 
 namespace moe {
@@ -104,6 +106,7 @@ std::vector<OptionField> plain_fields(RunConfig& c) {
   l.add("model.scale_embedding", m.scale_embedding, "multiply token embeddings by sqrt(d)");
   auto& e = c.model.moe;
   l.add("moe.variant", e.variant, join(builtin_variant_names(), " | ") + " | <a registered router>");
+  l.add("moe.plugins", e.plugins, "router plugins to load first: shared libraries, comma-separated (--plugin)");
   l.add("moe.num_experts", e.num_experts, "experts per MoE layer");
   l.add("moe.expert_hidden", e.expert_hidden, "expert inner width (0 = model.ffn_hidden)");
   l.add("moe.every", e.every, "an MoE layer every N layers");
@@ -139,6 +142,8 @@ std::vector<OptionField> plain_fields(RunConfig& c) {
   });
   l.add("train.precision", r.precision, "fp32 | bf16 (CUDA autocast)").one_of({"fp32", "bf16"});
   l.add("train.threads", r.threads, "intra-op threads (0 = LibTorch's default)").in(0, 1024);
+  l.add("train.patience", r.patience, "early stopping: validations in a row without improvement (0 = never)")
+      .in(0, 1000000);
   l.add("train.max_skipped_updates", r.max_skipped_updates,
         "updates in a row with a non-finite loss or gradient (each skipped) before the run stops")
       .in(1, 1000);
@@ -169,7 +174,8 @@ std::vector<OptionField> plain_fields(RunConfig& c) {
 bool must_match_on_resume(const std::string& key) {
   for (const char* prefix : {"data.", "tokenizer.", "model.", "moe."})
     if (key.rfind(prefix, 0) == 0)
-      return key != "data.max_test_sentences" && key != "data.cache_dir" && key != "data.locale_root";
+      return key != "data.max_test_sentences" && key != "data.cache_dir" && key != "data.locale_root" &&
+             key != "moe.plugins";  // where the plugins live may differ; the variant must match
   return false;
 }
 
@@ -345,6 +351,29 @@ void check_resume_compatible(const RunConfig& mine_in, const RunConfig& theirs_i
             "--resume: the [moe.router] settings differ "
             "from those the checkpoint ",
             path, " was trained with");
+}
+
+void load_run_plugins(const RunConfig& config, const std::string& context) {
+  std::string failures;
+  for (const auto& path : split_plugin_list(config.model.moe.plugins)) {
+    bool loaded = false;  // a library of the same name already loaded (e.g. by --plugin) will do
+    for (const auto& have : loaded_plugins())
+      loaded |= std::filesystem::path(have).filename() == std::filesystem::path(path).filename();
+    if (loaded) continue;
+    try {
+      load_plugin(path);
+    } catch (const Error& e) {
+      failures += std::string(failures.empty() ? "" : "; ") + e.what();
+    }
+  }
+  if (failures.empty()) return;
+  const auto& variant = config.model.moe.variant;
+  const auto routers = known_routers(), builtins = builtin_variant_names();
+  const bool available = std::find(routers.begin(), routers.end(), variant) != routers.end() ||
+                         std::find(builtins.begin(), builtins.end(), variant) != builtins.end();
+  MOE_CHECK(available, context, " needs moe.variant = '", printable(variant), "' from moe.plugins = '",
+            printable(config.model.moe.plugins), "': ", failures, "; pass --plugin with the library's path");
+  log_warn(detail::concat("[plugins] ", failures, " (not needed: moe.variant = '", variant, "' is available)"));
 }
 
 void RunConfig::validate() const {

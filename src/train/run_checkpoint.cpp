@@ -134,7 +134,8 @@ OpenedCheckpoint open_run_checkpoint(const std::string& path, const std::functio
   }
   out.tokenizer = SentencePieceTokenizer::from_serialized(tensor_string(entry(out.state, "trainer.tokenizer", path)));
   out.step = entry(out.state, "trainer.step", path).item<int64_t>();
-  out.writer_world_size = entry(out.state, "trainer.rng_cpu", path).size(0);
+  auto rng = out.state.find("trainer.rng_cpu");  // absent from an average of checkpoints
+  out.writer_world_size = rng != out.state.end() ? rng->second.size(0) : 0;
   return out;
 }
 
@@ -260,6 +261,7 @@ void remove_run_checkpoint(const std::string& path) {
 LoadedModel load_model_checkpoint(const std::string& path, const std::string& device) {
   const auto dev = parse_run_device(device, "--device");
   auto opened = open_run_checkpoint(path);
+  load_run_plugins(opened.config, "checkpoint " + path);
   LoadedModel out;
   out.config = opened.config;
   out.tokenizer = opened.tokenizer;

@@ -27,6 +27,7 @@
 #include "moe/train/optimizer.h"
 #include "moe/train/random_state.h"
 #include "moe/train/report.h"
+#include "moe/train/run_report.h"
 
 namespace moe {
 namespace fs = std::filesystem;
@@ -68,7 +69,9 @@ struct Trainer::State {
   MoEStatsWindow stats;
   VariantSpec variant;
   double best_valid = std::numeric_limits<double>::infinity();
-  int64_t best_step = -1;  ///< the step whose model best.moeckpt holds
+  int64_t best_step = -1;                       ///< the step whose model best.moeckpt holds
+  int64_t validations_without_improvement = 0;  ///< for train.patience (early stopping)
+  std::string stop_reason;                      ///< why the last train() ended (results.json)
   int64_t skipped_in_a_row = 0, skipped_total = 0;
   double elapsed_before = 0;  ///< seconds trained before this process (resumed runs)
   double session_seconds = 0;
@@ -81,6 +84,7 @@ Trainer::~Trainer() = default;
 
 Trainer::Trainer(RunConfig config, const std::string& resume_from, bool discard_later_checkpoints)
     : config_(std::move(config)), state_(new State), discard_later_(discard_later_checkpoints) {
+  load_run_plugins(config_, "the configuration");
   config_.validate();
   auto& s = *state_;
   s.variant = variant_spec(config_.model.moe.variant);
@@ -195,6 +199,9 @@ void Trainer::resume(const OpenedCheckpoint& checkpoint, const std::string& path
     MOE_CHECK(it != state.end(), "checkpoint ", path, " has no '", key, "' entry");
     return it->second;
   };
+  MOE_CHECK(state.count("trainer.averaged_from") == 0, "--resume: ", path, " is an average of checkpoints (",
+            tensor_string(state.at("trainer.averaged_from")).substr(0, 200),
+            ") for translation; resume from one of the step checkpoints instead");
   load_module_state(*model_, state, path);
   s.optimizer->load_state(state, path);
   step_ = checkpoint.step;
@@ -202,6 +209,8 @@ void Trainer::resume(const OpenedCheckpoint& checkpoint, const std::string& path
   s.best_valid = entry("trainer.best_valid").item<double>();
   auto best_step = state.find("trainer.best_step");  // format 2
   s.best_step = best_step != state.end() ? best_step->second.item<int64_t>() : -1;
+  auto stale = state.find("trainer.validations_without_improvement");
+  s.validations_without_improvement = stale != state.end() ? stale->second.item<int64_t>() : 0;
   s.elapsed_before = entry("trainer.elapsed_s").item<double>();
   s.last_checkpoint_step = s.last_validation_step = step_;
   const int rank = s.world->rank(), world_size = s.world->size();
@@ -345,17 +354,35 @@ ValidationResult Trainer::validate() {
                       {"loss_per_direction", per_dir},
                       {"experts_per_token", ept}});
   info("[valid] step ", step_, ": loss ", r.loss, " ppl ", std::exp(r.nll));
+  if (s.writer()) write_run_report(config_.run_dir);
   return r;
 }
 
 bool Trainer::validate_and_track_best() {
+  auto& s = *state_;
   const double loss = validate().loss;
-  const bool best = loss < state_->best_valid;
+  const bool best = loss < s.best_valid;
   if (best) {
-    state_->best_valid = loss;
-    state_->best_step = step_;
+    s.best_valid = loss;
+    s.best_step = step_;
   }
+  s.validations_without_improvement = best ? 0 : s.validations_without_improvement + 1;
   return best;
+}
+
+bool Trainer::patience_exhausted() {
+  auto& s = *state_;
+  const auto patience = config_.train.patience;
+  if (patience <= 0 || s.validations_without_improvement < patience) return false;
+  s.stop_reason = detail::concat("early stop: ", patience, " validations without improvement (best loss ", s.best_valid,
+                                 " at step ", s.best_step, ")");
+  log_warn(detail::concat("[train] ", s.stop_reason, "; stopping at step ", step_));
+  s.metrics->write({{"type", "early_stop"},
+                    {"step", step_},
+                    {"patience", patience},
+                    {"best_valid", s.best_valid},
+                    {"best_step", s.best_step}});
+  return true;
 }
 
 // ---- training loop -------------------------------------------------------------------------------
@@ -366,6 +393,7 @@ void Trainer::train() {
   using clock = std::chrono::steady_clock;
   const auto start = clock::now();
   ProgressReport progress(t.max_steps, t.max_minutes, s.elapsed_before, s.tty);
+  s.stop_reason = "train.max_steps reached";
   info("[train] ", step_ == 0 ? "starting" : "resuming", " at step ", step_, " of ", t.max_steps,
        t.max_minutes > 0 ? detail::concat(" (budget ", t.max_minutes, " min)") : std::string());
   while (step_ < t.max_steps) {
@@ -380,7 +408,8 @@ void Trainer::train() {
       stop_on_request(static_cast<int>(flags[1].item<int64_t>()));
     }
     if (flags[0].item<int64_t>() != 0) {
-      info("[train] stopping at step ", step_, ": the ", t.max_minutes, "-minute budget is spent");
+      s.stop_reason = detail::concat("the ", t.max_minutes, "-minute budget is spent");
+      info("[train] stopping at step ", step_, ": ", s.stop_reason);
       break;
     }
     auto rec = train_step();
@@ -400,6 +429,7 @@ void Trainer::train() {
     s.session_seconds = std::chrono::duration<double>(clock::now() - start).count();
     if (validate_now) {
       save_checkpoint(validate_and_track_best());
+      if (patience_exhausted()) break;
     } else if (checkpoint_now) {
       save_checkpoint(false);
     }
@@ -407,6 +437,7 @@ void Trainer::train() {
   progress.end_line();
   s.session_seconds = std::chrono::duration<double>(clock::now() - start).count();
   if (s.last_checkpoint_step != step_) save_checkpoint(s.last_validation_step != step_ && validate_and_track_best());
+  if (s.writer()) write_run_report(config_.run_dir);
   s.elapsed_before += s.session_seconds;
   s.session_seconds = 0;
 }
@@ -472,6 +503,7 @@ void Trainer::save_checkpoint(bool best) {
   state["trainer.tokenizer"] = string_tensor(data_.tokenizer.serialized());
   state["trainer.best_valid"] = at::tensor(s.best_valid, at::kDouble);
   state["trainer.best_step"] = at::tensor(s.best_step, at::kLong);
+  state["trainer.validations_without_improvement"] = at::tensor(s.validations_without_improvement, at::kLong);
   state["trainer.elapsed_s"] = at::tensor(s.elapsed_before + s.session_seconds, at::kDouble);
   state["trainer.batcher"] = batcher_state_to_tensor(s.batcher->state());  // the same on every rank
   // Every rank's generators (dropout, sampled experts): [W, state bytes], restored per rank when the
@@ -500,6 +532,7 @@ EvaluationResult Trainer::evaluate() {
   context.variant = config_.model.moe.variant;
   context.step = step_;
   context.train_minutes = (s.elapsed_before + s.session_seconds) / 60.0;
+  context.stop_reason = s.stop_reason;
   context.experts_per_token = s.last_experts_per_token;
   context.parameters = model_->count_parameters(context.experts_per_token);
   if (!s.writer()) {
@@ -510,6 +543,7 @@ EvaluationResult Trainer::evaluate() {
   context.out_dir = config_.run_dir;
   auto result = evaluate_translation(decoder, data_, config_.eval, config_.data.max_length, context);
   s.metrics->write({{"type", "eval"}, {"step", step_}, {"results", result.document}});
+  write_run_report(config_.run_dir);
   return result;
 }
 

@@ -12,7 +12,6 @@
 #include <iostream>
 #include <map>
 #include <sstream>
-#include <sstream>
 
 #include "moe/core/build_config.h"
 #include "programs.h"
@@ -81,10 +80,10 @@ TEST(ParallelTraining, TwoRanksWithShardedExpertsFollowOneRankFor50Updates) {
                              cache.string();
   auto single = run(bin + "/moe-train" + common + " --run_dir " + one.string() + " --train.update_freq 2");
   ASSERT_EQ(single.first, 0) << single.second;
-  auto multi = run(bin + "/moe-launch --nproc 2 --timeout 600 -- " + bin + "/moe-train" + common + " --run_dir " +
-                   two.string() +
-                   " --train.update_freq 1 --parallel.backend gloo --parallel.expert_parallel_size 2"
-                   " --parallel.timeout_s 60");
+  auto multi =
+      run(bin + "/moe-launch --nproc 2 --timeout 600 -- " + bin + "/moe-train" + common + " --run_dir " + two.string() +
+          " --train.update_freq 1 --parallel.backend gloo --parallel.expert_parallel_size 2"
+          " --parallel.timeout_s 60");
   ASSERT_EQ(multi.first, 0) << multi.second;
   const auto a = losses(one), b = losses(two);
   ASSERT_EQ(a.size(), 50u);
@@ -158,7 +157,8 @@ TEST(ParallelTraining, ResumeIsExactAndReshardsToOtherWorldSizes) {
   const auto reference = losses(source);
   const auto checkpoint = (source / "checkpoint-12.moeckpt").string();
   const auto ep1 = moe::testing::scratch("parallel_reshard_ep1"), single = moe::testing::scratch("parallel_reshard_1");
-  auto r1 = run(launch2 + base(ep1) + deterministic + gloo + " --parallel.expert_parallel_size 1 --resume " + checkpoint);
+  auto r1 =
+      run(launch2 + base(ep1) + deterministic + gloo + " --parallel.expert_parallel_size 1 --resume " + checkpoint);
   ASSERT_EQ(r1.first, 0) << r1.second;
   auto r2 = run(base(single) + deterministic + " --train.update_freq 2 --resume " + checkpoint);
   ASSERT_EQ(r2.first, 0) << r2.second;
@@ -187,7 +187,8 @@ TEST(ParallelTraining, EveryVariantRunsOnTwoRanks) {
                               (variant == "smoe" ? " --moe.strata 2,2" : "") +
                               " --data.max_test_sentences 10 --train.log_every 4 --train.validate_every 6"
                               " --train.checkpoint_every 6 --train.threads 1 --log_level warn --eval.beam 2"
-                              " --data.cache_dir " + cache.string() + " --run_dir " + dir.string();
+                              " --data.cache_dir " +
+                              cache.string() + " --run_dir " + dir.string();
     auto r = run(bin + "/moe-launch --nproc 2 --timeout 600 -- " + train +
                  " --train.max_steps 12 --parallel.backend gloo --parallel.expert_parallel_size 2"
                  " --parallel.timeout_s 60");
@@ -195,6 +196,13 @@ TEST(ParallelTraining, EveryVariantRunsOnTwoRanks) {
     EXPECT_TRUE(fs::exists(dir / "results.json")) << variant;
     EXPECT_TRUE(fs::exists(dir / "checkpoint-12.experts-1-of-2.moeckpt")) << variant;
     EXPECT_EQ(losses(dir).size(), 3u) << variant;
+    if (variant == "hash") {  // sharded checkpoints average into one file that one process translates
+      auto avg = run(bin + "/moe-average --run_dir " + dir.string() + " --last 2");
+      ASSERT_EQ(avg.first, 0) << avg.second;
+      auto translated = run("echo 'Open the file' | " + bin + "/moe-translate --checkpoint " +
+                            (dir / "average-last2.moeckpt").string() + " --target de");
+      EXPECT_EQ(translated.first, 0) << translated.second;
+    }
     if (variant != "smoe") continue;
     auto single = run(train + " --train.max_steps 18 --resume");
     ASSERT_EQ(single.first, 0) << single.second;

@@ -264,6 +264,29 @@ TEST(TranslationTrainingTest, CommandLinePrograms) {
   EXPECT_NE(out.find("corrupted (checksum mismatch)"), std::string::npos) << out;
 }
 
+TEST(TranslationTrainingTest, PatienceStopsARunThatNoLongerImproves) {
+  SKIP_WITHOUT_DEFAULT_CORPUS();
+  auto c = tiny_config("patience");
+  // A learning rate too small to change any fp32 weight: every validation after the first ties.
+  c.train.lr = 1e-30;
+  c.train.warmup_init_lr = 0;
+  c.train.max_steps = 20;
+  c.train.validate_every = 2;
+  c.train.checkpoint_every = 2;
+  c.train.patience = 2;
+  c.eval.enabled = false;
+  Trainer t(c);
+  t.train();
+  EXPECT_EQ(t.step(), 6);  // best at 2, then 4 and 6 without improvement
+  const auto metrics = slurp(c.run_dir + "/metrics.jsonl");
+  EXPECT_NE(metrics.find("\"type\": \"early_stop\", \"step\": 6, \"patience\": 2"), std::string::npos) << metrics;
+  EXPECT_NE(slurp(c.run_dir + "/train.log").find("early stop: 2 validations without improvement"), std::string::npos);
+  c.data.max_test_sentences = 5;
+  c.eval.beam = 1;
+  auto r = t.evaluate();
+  EXPECT_NE(r.document["stop_reason"].get<std::string>().find("early stop"), std::string::npos);
+}
+
 TEST(TranslationTrainingTest, FolderCorpusErrorsNameTheFile) {
   const auto root = moe::testing::scratch("bad_corpus").string();
   fs::create_directories(root + "/en-de");

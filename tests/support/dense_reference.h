@@ -15,6 +15,13 @@
 
 namespace moe::testing {
 
+/// A [n] bool tensor from a std::vector<bool> (which at::tensor cannot take: it is a bitfield).
+inline at::Tensor bool_mask(const std::vector<bool>& values) {
+  auto out = at::zeros({static_cast<int64_t>(values.size())}, at::kBool);
+  for (size_t i = 0; i < values.size(); ++i) out[static_cast<int64_t>(i)] = static_cast<bool>(values[i]);
+  return out;
+}
+
 struct OneHotRouting {
   at::Tensor dispatch_mask;    ///< [T, E, C] in the weight's dtype, 1 where (token, expert) holds capacity slot c
   at::Tensor combine_weights;  ///< [T, E, C], the combine weight at the same places

@@ -2,7 +2,8 @@
 // search (moe/eval/translate.h), scored with sacreBLEU-exact BLEU, chrF2 and chrF2++, the hypothesis
 // and reference files written beside results.json, and the results table logged.
 //
-// Files in out_dir: hyp.<src>-<tgt>.txt, ref.<src>-<tgt>.txt (rescore with moe-score), results.json.
+// Files in out_dir: hyp.<src>-<tgt>.txt, ref.<src>-<tgt>.txt (rescore with moe-score),
+// src.<src>-<tgt>.txt (the sources, to translate again with moe-translate), results.json.
 #pragma once
 
 #include <cstdint>
@@ -49,6 +50,7 @@ struct EvaluationContext {
   std::string variant;
   int64_t step = 0;
   double train_minutes = 0;
+  std::string stop_reason;  ///< why training ended ("train.max_steps reached", "early stop: ...")
   ParameterCount parameters;
   std::map<std::string, double> experts_per_token;
 };

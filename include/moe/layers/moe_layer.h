@@ -27,9 +27,13 @@ struct MoEOutput {
 /// What a transformer FFN slot holds: forward(x [..., d]) -> MoEOutput.
 class FeedForwardBlockImpl : public torch::nn::Module {
  public:
-  /// x: [..., d_model]; token_ids: optional int64 with x's leading shape (for hash routing).
-  MoEOutput forward(const at::Tensor& x, const at::Tensor& token_ids = at::Tensor()) {
-    return forward_impl(x, token_ids);
+  /// x: [..., d_model]; token_ids: optional int64 with x's leading shape (for hash routing);
+  /// padding: optional bool with x's leading shape, true at padding positions: routers that mask
+  /// padding (RouterOptions::mask_padding, the default) give them no expert, no capacity slot and no
+  /// weight in the balance loss's counts (fairseq's input mask); their output rows are 0.
+  MoEOutput forward(const at::Tensor& x, const at::Tensor& token_ids = at::Tensor(),
+                    const at::Tensor& padding = at::Tensor()) {
+    return forward_impl(x, token_ids, padding);
   }
   /// True when the output already contains the residual stream (SMoE's block), so a transformer
   /// layer must not add x again; false for an ordinary FFN output.
@@ -38,7 +42,7 @@ class FeedForwardBlockImpl : public torch::nn::Module {
   virtual const ExpertBankImpl* expert_bank() const { return nullptr; }
 
  protected:
-  virtual MoEOutput forward_impl(const at::Tensor& x, const at::Tensor& token_ids) = 0;
+  virtual MoEOutput forward_impl(const at::Tensor& x, const at::Tensor& token_ids, const at::Tensor& padding) = 0;
 };
 
 struct MoELayerOptions {
@@ -84,7 +88,7 @@ class MoELayerImpl : public FeedForwardBlockImpl {
   const ExpertBankImpl* expert_bank() const override { return experts.get(); }
 
  protected:
-  MoEOutput forward_impl(const at::Tensor& x, const at::Tensor& token_ids) override;
+  MoEOutput forward_impl(const at::Tensor& x, const at::Tensor& token_ids, const at::Tensor& padding) override;
 
  private:
   at::Tensor grad_anchor_;  ///< keeps the expert exchange in every rank's backward (see all_to_all_rows)
@@ -107,7 +111,7 @@ class DenseFFNImpl : public FeedForwardBlockImpl {
 
  protected:
   /// x: [..., d_model] floating. Returns the output in x's shape; token_ids are ignored.
-  MoEOutput forward_impl(const at::Tensor& x, const at::Tensor& token_ids) override;
+  MoEOutput forward_impl(const at::Tensor& x, const at::Tensor& token_ids, const at::Tensor& padding) override;
 };
 TORCH_MODULE(DenseFFN);
 

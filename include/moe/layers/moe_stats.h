@@ -17,20 +17,21 @@
 namespace moe {
 
 struct MoEStats {
-  int64_t num_tokens = 0;           ///< T: tokens the slot received
+  int64_t num_tokens = 0;           ///< T: rows the slot received (padding included)
+  at::Tensor padding;               ///< [] int64, padding rows among them (masked: no expert); rates count the rest
   at::Tensor tokens_per_expert;     ///< [E] int64, rows each expert processed (after capacity)
   at::Tensor requested_per_expert;  ///< [E] int64, assignments before capacity
   at::Tensor selected;              ///< [] int64, assignments the router(s) selected (before capacity)
   at::Tensor dropped;               ///< [] int64, assignments dropped by capacity
-  at::Tensor token_passes;          ///< [] int64, Σ over tokens of the routing passes each took (T for one pass)
+  at::Tensor token_passes;          ///< [] int64, Σ over real tokens of the routing passes each took
   at::Tensor experts_per_token_histogram;     ///< [K_max + 1] int64: tokens processed by 0, 1, ... experts
   std::map<std::string, AuxLoss> aux_losses;  ///< by name, e.g. "balance", "z"
 
   // Derived from the counts by finalize():
   at::Tensor dropped_fraction;    ///< [] fp32, dropped / selected (0 when nothing was selected)
-  at::Tensor experts_per_token;   ///< [] fp32, mean experts that processed a token (after capacity)
-  at::Tensor selected_per_token;  ///< [] fp32, mean experts selected per token (before capacity)
-  at::Tensor passes_per_token;    ///< [] fp32, routing passes per token (SMoE's requested capacity; 1 otherwise)
+  at::Tensor experts_per_token;   ///< [] fp32, mean experts that processed a real token (after capacity)
+  at::Tensor selected_per_token;  ///< [] fp32, mean experts selected per real token (before capacity)
+  at::Tensor passes_per_token;    ///< [] fp32, routing passes per real token (SMoE's requested capacity; 1 otherwise)
 
   /// Recomputes the derived rates from the counts.
   void finalize();

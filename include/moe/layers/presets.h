@@ -16,6 +16,14 @@ namespace moe {
 /// both biases).
 MoELayerOptions xmoe_layer_options(int64_t d_model, int64_t num_experts, int64_t hidden, bool lm_code = false);
 
+/// XMoE's top-k baseline, as the same code implements it (papers.md 2.4, main_topkGating): first
+/// expert argmax p, the other k-1 the best of logits + Gumbel noise (noise in training and in
+/// evaluation), raw softmax weights (not renormalised), capacity max(ceil(T/E·γ), 4) with no factor k
+/// (CapacityFormula::kTokenShare), rank-major first-come-first-served priority, balance loss 0.01, and
+/// XMoE's experts (replicated init; lm_code as above).
+MoELayerOptions xmoe_topk_layer_options(int64_t d_model, int64_t num_experts, int64_t hidden, int64_t top_k,
+                                        bool lm_code = false);
+
 /// THOR (microsoft/Stochastic-Mixture-of-Experts): stochastic router, one draw per forward pass in
 /// training, per position shared across the batch in evaluation (the released script's
 /// inference_level 1); ReLU experts with independent init; no capacity, no aux loss. Train with
@@ -28,6 +36,6 @@ MoELayerOptions thor_layer_options(int64_t d_model, int64_t num_experts, int64_t
 /// with independent init, balance 0.01, and the layer's dropout inside each expert (0.3 in the paper
 /// runs): the block's output is final, so no dropout can follow it.
 StratifiedMoEBlockOptions smoe_block_options(int64_t d_model, const std::vector<int64_t>& strata, int64_t hidden,
-                                            double dropout = 0.3);
+                                             double dropout = 0.3);
 
 }  // namespace moe

@@ -75,7 +75,7 @@ class StratifiedMoEBlockImpl : public FeedForwardBlockImpl {
   /// x: [..., d_model], the residual stream entering the FFN sub-layer. Returns the new residual
   /// stream (exit-normalised when stratum_layernorm) and MoEStats with passes_per_token (SMoE's
   /// "requested capacity") and the balance loss averaged over passes.
-  MoEOutput forward_impl(const at::Tensor& x, const at::Tensor& token_ids) override;
+  MoEOutput forward_impl(const at::Tensor& x, const at::Tensor& token_ids, const at::Tensor& padding) override;
 
  private:
   std::vector<int64_t> first_expert_;  ///< global id of each stratum's first expert

@@ -31,6 +31,9 @@ struct MoESlotOptions {
   /// A row of the variant table (moe/models/variants.h: dense, switch, gshard, topk, xmoe, thor,
   /// smoe, expert_choice, hash) or any registered router name (an MoELayer with that router).
   std::string variant = "dense";
+  /// Plug-in libraries to load first (comma-separated paths; moe/core/plugins.h): routers of your
+  /// own, named by `variant`. Recorded with every checkpoint, so moe-translate loads them too.
+  std::string plugins;
   int64_t num_experts = 8;         ///< E per MoE layer (smoe: the sum of strata)
   int64_t expert_hidden = 0;       ///< h of each expert; 0 = the model's ffn_hidden
   int64_t every = 2;               ///< an MoE layer every `every` layers (1 = all)

@@ -48,6 +48,13 @@ struct RoutingContext {
   std::vector<int64_t> leading_shape;
   /// Optional [T] int64 token ids (hash routing by token id).
   at::Tensor token_ids;
+  /// Optional [T] bool, true at padding rows. With RouterOptions::mask_padding (the default) they get
+  /// no expert and no capacity slot, and the balance loss leaves them out of its top-1 counts (both
+  /// means still divide by T: fairseq's input mask, papers.md §8.1).
+  at::Tensor padding;
+  /// Optional [T, E] Gumbel noise for routers that sample (topk's later experts): used instead of
+  /// draws from the generator, so that recorded draws of another implementation can be replayed.
+  at::Tensor gumbel_noise;
 };
 
 /// Base class of every router: a torch::nn::Module (its parameters are checkpointed with the layer).
@@ -71,7 +78,20 @@ class RouterImpl : public torch::nn::Module {
   /// torch::manual_seed makes runs reproducible.
   void set_generator(at::Generator generator) { generator_ = std::move(generator); }
   const std::optional<at::Generator>& generator() const { return generator_; }
+  /// A caller-supplied source of U(0, 1) draws ([shape] in the options given) replacing the generator
+  /// for every draw the router makes (Gumbel noise, jitter, THOR's experts); null = the generator.
+  using UniformSource = std::function<at::Tensor(at::IntArrayRef shape, const at::TensorOptions& options)>;
+  void set_uniform_source(UniformSource source) { uniform_source_ = std::move(source); }
 
+ protected:
+  /// U(0, 1) draws of `shape`: the caller's source when set, else the generator.
+  at::Tensor uniform(at::IntArrayRef shape, const at::TensorOptions& options) const;
+  /// context.padding when this router masks padding (options_.mask_padding), else undefined.
+  at::Tensor mask_padding(const RoutingContext& context) const {
+    return options_.mask_padding ? context.padding : at::Tensor();
+  }
+
+ public:
  protected:
   /// What a router implements. hidden: [T, d_model] floating, contiguous; context.leading_shape is
   /// filled and multiplies to T; context.token_ids is [T] int64 when defined.
@@ -85,6 +105,7 @@ class RouterImpl : public torch::nn::Module {
 
   RouterOptions options_;
   std::optional<at::Generator> generator_;
+  UniformSource uniform_source_;
 
  private:
   friend std::shared_ptr<RouterImpl> make_router(const std::string& name, const RouterOptions& options);
@@ -110,3 +131,12 @@ std::shared_ptr<RouterImpl> make_router(const std::string& name, const RouterOpt
 std::vector<std::string> known_routers();
 
 }  // namespace moe
+
+/// Registers router class `Impl` (constructible from a RouterOptions) under `name` when the
+/// translation unit is loaded: for routers in plugins (moe/core/plugins.h), whose static initialisers
+/// run when moe-train --plugin loads them. Write it once, at namespace scope, in the plugin's source.
+#define MOE_REGISTER_ROUTER(name, Impl)                                                                    \
+  static const bool moe_router_registered_##Impl = [] {                                                    \
+    ::moe::register_router(name, [](const ::moe::RouterOptions& o) { return std::make_shared<Impl>(o); }); \
+    return true;                                                                                           \
+  }()

@@ -50,6 +50,9 @@ struct RouterOptions {
   /// Hash routing: hash the token id ("token") or the position in the sequence ("position").
   std::string hash_by = "token";
   int64_t hash_seed = 0;  ///< seed of the fixed hash (>= 0)
+  /// Padding rows (RoutingContext::padding) get no expert, no capacity slot and no place in the
+  /// balance loss's counts (fairseq's input mask); false: routed like any token (XMoE's official code).
+  bool mask_padding = true;
   /// Settings of routers written outside the library, by name (a config file's [moe.router] table).
   std::map<std::string, std::string> extra;
 

@@ -45,6 +45,9 @@ struct TrainingConfig {
   int64_t threads = 0;             ///< intra-op threads; 0 = LibTorch's default
   /// Updates in a row with a non-finite loss or gradient (each skipped) after which the run stops.
   int64_t max_skipped_updates = 5;
+  /// Early stopping (fairseq's --patience): the run ends after this many validations in a row without
+  /// a better validation loss; 0 = never.
+  int64_t patience = 0;
 };
 
 /// Multi-process training (moe-launch, Slurm, mpirun set the rank variables; see
@@ -98,6 +101,11 @@ void set_config_value(RunConfig& config, const std::string& key, const std::stri
 /// lives and the test-set size); a changed schedule or optimizer key is logged as a warning;
 /// reporting, parallel and eval keys may change freely.
 void check_resume_compatible(const RunConfig& mine, const RunConfig& theirs, const std::string& path);
+
+/// Loads the plugins of moe.plugins (moe/core/plugins.h) not loaded yet (a library of the same file
+/// name counts as loaded). Throws moe::Error naming `context` (e.g. "checkpoint x.moeckpt") when one
+/// cannot be loaded and the variant it should provide is not registered.
+void load_run_plugins(const RunConfig& config, const std::string& context);
 
 /// apply_toml for the configuration stored in a checkpoint of format 1, which spelled a few moe.*
 /// keys differently: thor_eval_granularity (now eval_granularity), deterministic_eval (now

@@ -70,6 +70,8 @@ class Trainer {
   [[noreturn]] void stop_on_request(int signal);
   /// validate(), and whether its loss is the best so far (then recorded as such).
   bool validate_and_track_best();
+  /// True (logged, and a metrics record) when train.patience validations in a row did not improve.
+  bool patience_exhausted();
   void resume(const OpenedCheckpoint& checkpoint, const std::string& path);
 
   RunConfig config_;

@@ -1,6 +1,8 @@
 // MoELayer against an independent dense formulation in float64 (softmax router, top-k by sorting,
 // one-hot cumsum capacity, every expert applied densely), gradients by finite differences for the
 // input, router weights and expert weights, statistics, determinism and input checks.
+#include "moe/layers/moe_layer.h"
+
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -11,7 +13,6 @@
 #include "errors.h"
 #include "gradcheck.h"
 #include "moe/core/error.h"
-#include "moe/layers/moe_layer.h"
 #include "tolerances.h"
 
 namespace moe {
@@ -56,7 +57,8 @@ at::Tensor dense_reference(MoELayerImpl& layer, const at::Tensor& x, const Layer
   auto idx = std::get<1>(probs.sort(1, /*descending=*/true)).narrow(1, 0, c.K).contiguous();
   auto weight = probs.gather(1, idx);
   const int64_t per_expert = (c.T + c.E - 1) / c.E;
-  const int64_t capacity = std::min<int64_t>(c.T, static_cast<int64_t>(std::floor(c.capacity_factor * c.K * per_expert)));
+  const int64_t capacity =
+      std::min<int64_t>(c.T, static_cast<int64_t>(std::floor(c.capacity_factor * c.K * per_expert)));
   auto routing = testing::one_hot_routing(idx, weight, c.E, capacity,
                                           c.K == 1 ? WeightNormalization::kNone : WeightNormalization::kKept);
   auto gate = routing.combine_weights.sum(2);  // [T, E]
@@ -102,18 +104,77 @@ TEST_P(MoELayerCaseTest, GradientsByFiniteDifferences) {
   EXPECT_TRUE(testing::gradcheck([&] { return layer->forward(x).output; }, leaves));
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Cases, MoELayerCaseTest,
-    ::testing::Values(LayerCase{"top1", 10, 6, 5, 4, 1, 1.0, false, false},
-                      LayerCase{"top2", 12, 6, 5, 4, 2, 1.0, false, false},
-                      LayerCase{"k_equals_E", 8, 4, 3, 3, 3, 1.0, false, false},
-                      LayerCase{"capacity_overflow", 14, 5, 4, 3, 2, 0.5, false, false},
-                      LayerCase{"expert_with_zero_tokens", 3, 4, 3, 8, 1, 2.0, false, false},
-                      LayerCase{"all_to_one_expert", 9, 4, 3, 4, 2, 1.0, true, false},
-                      LayerCase{"zero_tokens", 0, 4, 3, 4, 2, 1.0, false, false},
-                      LayerCase{"non_contiguous_input", 11, 6, 4, 4, 2, 1.0, false, true},
-                      LayerCase{"larger", 200, 16, 24, 8, 2, 1.25, false, false}),
-    [](const auto& test_info) { return std::string(test_info.param.name); });
+INSTANTIATE_TEST_SUITE_P(Cases, MoELayerCaseTest,
+                         ::testing::Values(LayerCase{"top1", 10, 6, 5, 4, 1, 1.0, false, false},
+                                           LayerCase{"top2", 12, 6, 5, 4, 2, 1.0, false, false},
+                                           LayerCase{"k_equals_E", 8, 4, 3, 3, 3, 1.0, false, false},
+                                           LayerCase{"capacity_overflow", 14, 5, 4, 3, 2, 0.5, false, false},
+                                           LayerCase{"expert_with_zero_tokens", 3, 4, 3, 8, 1, 2.0, false, false},
+                                           LayerCase{"all_to_one_expert", 9, 4, 3, 4, 2, 1.0, true, false},
+                                           LayerCase{"zero_tokens", 0, 4, 3, 4, 2, 1.0, false, false},
+                                           LayerCase{"non_contiguous_input", 11, 6, 4, 4, 2, 1.0, false, true},
+                                           LayerCase{"larger", 200, 16, 24, 8, 2, 1.25, false, false}),
+                         [](const auto& test_info) { return std::string(test_info.param.name); });
+
+// Padding (fairseq's input mask): no expert, no capacity slot, a zero output row, and out of the
+// balance loss's top-1 counts (P and f still divide by all T rows). Against the dense float64
+// formulation with the padding rows' choices emptied, values and gradients.
+TEST(MoELayerTest, PaddingGetsNoExpertNoSlotAndNoCountInFloat64) {
+  const LayerCase c{"padded_overflow", 14, 5, 4, 3, 2, 0.5, false, false};  // capacity 5 < requests
+  torch::manual_seed(11);
+  auto layer = make_layer(c);
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(12);
+  auto x = make_input(c, gen);
+  std::vector<bool> pad_rows(14, false);
+  for (int t : {0, 1, 4, 5, 10}) pad_rows[static_cast<size_t>(t)] = true;  // early rows: they would take slots
+  const auto padding = testing::bool_mask(pad_rows);
+  auto out = layer->forward(x, at::Tensor(), padding);
+  // The reference: choices by sorting, padding rows emptied, one-hot capacity slots, dense experts.
+  auto w = layer->router->named_parameters()["weight"];
+  auto probs = at::softmax(at::matmul(x, w.t()), 1);
+  auto idx = std::get<1>(probs.sort(1, /*descending=*/true)).narrow(1, 0, c.K).contiguous();
+  auto weight = probs.gather(1, idx);
+  auto emptied = idx.masked_fill(padding.unsqueeze(1), -1);
+  auto routing = testing::one_hot_routing(emptied, weight, c.E, 5, WeightNormalization::kKept);
+  auto gate = routing.combine_weights.sum(2);
+  auto ref = at::zeros_like(x);
+  for (int64_t e = 0; e < c.E; ++e) {
+    auto f = layer->experts->expert(e);
+    ref = ref + gate.select(1, e).unsqueeze(1) * (at::matmul(at::relu(at::matmul(x, f->w1) + f->b1), f->w2) + f->b2);
+  }
+  EXPECT_TRUE(testing::all_close(out.output, ref, testing::tolerance_for(at::kDouble)));
+  EXPECT_EQ(out.output.index_select(0, padding.nonzero().squeeze(1)).abs().max().item<double>(), 0.0);
+  // Without the mask the padding rows would have taken slots from the real tokens.
+  auto unmasked = layer->forward(x).output;
+  EXPECT_GT((unmasked - out.output).index_select(0, (~padding).nonzero().squeeze(1)).abs().max().item<double>(), 1e-6);
+  // The balance loss: P over all 14 rows, f over the 9 real rows' top-1 divided by 14.
+  auto top1 = idx.select(1, 0);
+  double expected = 0;
+  for (int64_t e = 0; e < c.E; ++e) {
+    double count = 0;
+    for (int64_t t = 0; t < c.T; ++t) count += (!pad_rows[static_cast<size_t>(t)] && top1[t].item<int64_t>() == e);
+    expected += probs.select(1, e).mean().item<double>() * count / c.T;
+  }
+  EXPECT_NEAR(out.stats.aux_losses.at("balance").value.item<double>(), expected * c.E, 1e-12);
+  // Statistics are per real token.
+  EXPECT_EQ(out.stats.padding.item<int64_t>(), 5);
+  EXPECT_NEAR(out.stats.selected_per_token.item<double>(), 2.0, 1e-6);
+  EXPECT_NEAR(out.stats.experts_per_token.item<double>(), gate.gt(0).sum().item<double>() / 9.0, 1e-6);
+  // Gradients through the masked path.
+  auto xg = x.detach().requires_grad_();
+  std::vector<at::Tensor> leaves{xg, w, layer->experts->expert(0)->w1, layer->experts->expert(2)->b2};
+  EXPECT_TRUE(testing::gradcheck([&] { return layer->forward(xg, at::Tensor(), padding).output; }, leaves));
+  // mask_padding = false routes padding like any token (XMoE's official code).
+  auto o = layer->options;
+  o.router_options.mask_padding = false;
+  MoELayer plain(o);
+  plain->to(at::kDouble);
+  {
+    torch::NoGradGuard g;
+    for (auto& p : plain->named_parameters()) p.value().copy_(layer->named_parameters()[p.key()]);
+  }
+  EXPECT_TRUE(at::allclose(plain->forward(x, at::Tensor(), padding).output, unmasked));
+}
 
 TEST(MoELayerTest, ThreeDimensionalInputKeepsItsShape) {
   MoELayer layer(MoELayerOptions(8, 4, 16, 2));
@@ -131,7 +192,8 @@ TEST(MoELayerTest, SingleExpertEqualsDenseFFN) {
   DenseFFN dense(DenseFFNOptions{o.experts.ffn});
   {
     torch::NoGradGuard g;
-    for (auto& p : dense->ffn->named_parameters()) p.value().copy_(layer->experts->expert(0)->named_parameters()[p.key()]);
+    for (auto& p : dense->ffn->named_parameters())
+      p.value().copy_(layer->experts->expert(0)->named_parameters()[p.key()]);
   }
   auto x = at::randn({7, 6});
   auto a = layer->forward(x);
@@ -155,8 +217,8 @@ TEST(MoELayerTest, StatsAndTotalAuxLoss) {
   const double kept = s.tokens_per_expert.sum().item<double>();
   EXPECT_NEAR(s.dropped_fraction.item<double>(), (40 - kept) / 40, 1e-6);
   EXPECT_NEAR(s.experts_per_token.item<double>(), kept / 20, 1e-6);
-  const double expected = 0.01 * s.aux_losses.at("balance").value.item<double>() +
-                          0.5 * s.aux_losses.at("z").value.item<double>();
+  const double expected =
+      0.01 * s.aux_losses.at("balance").value.item<double>() + 0.5 * s.aux_losses.at("z").value.item<double>();
   EXPECT_NEAR(s.total_aux_loss().item<double>(), expected, 1e-6);
   EXPECT_NE(s.to_string().find("dropped="), std::string::npos);
 }
@@ -183,7 +245,8 @@ TEST(MoELayerTest, SameSeedSameBits) {
 using testing::error_of;
 
 TEST(MoELayerOptionsTest, InvalidOptionsNameTheField) {
-  EXPECT_EQ(error_of([] { MoELayer(MoELayerOptions(8, 0, 16, 1)); }), "MoELayerOptions.num_experts must be >= 1, got 0");
+  EXPECT_EQ(error_of([] { MoELayer(MoELayerOptions(8, 0, 16, 1)); }),
+            "MoELayerOptions.num_experts must be >= 1, got 0");
   EXPECT_EQ(error_of([] { MoELayer(MoELayerOptions(8, 4, 16, 5)); }),
             "MoELayerOptions.router_options.top_k must be in [1, num_experts=4], got 5");
   EXPECT_EQ(error_of([] { MoELayer(MoELayerOptions(8, 4, 0, 2)); }),
@@ -222,13 +285,21 @@ TEST(MoELayerOptionsTest, InvalidInputsNameTheProblem) {
   MoELayer layer(o);
   EXPECT_EQ(error_of([&] { layer->forward(at::randn({8})); }),
             "MoELayer: input must have rank >= 2 ([T, d] or [B, S, d]), got rank 1 with shape [8]");
-  EXPECT_EQ(error_of([&] { layer->forward(at::randn({3, 7})); }),
+  EXPECT_EQ(error_of([&] {
+              layer->forward(at::randn({3, 7}));
+            }),
             "MoELayer: input's last dimension must be d_model=8, got shape [3, 7]");
-  EXPECT_EQ(error_of([&] { layer->forward(at::ones({3, 8}, at::kLong)); }),
+  EXPECT_EQ(error_of([&] {
+              layer->forward(at::ones({3, 8}, at::kLong));
+            }),
             "MoELayer: input dtype must be floating, got Long");
-  EXPECT_EQ(error_of([&] { layer->forward(at::randn({3, 8}, at::kDouble)); }),
+  EXPECT_EQ(error_of([&] {
+              layer->forward(at::randn({3, 8}, at::kDouble));
+            }),
             "MoELayer: input dtype Double must match the layer's parameter dtype Float");
-  EXPECT_EQ(error_of([&] { layer->forward(at::randn({3, 8}, at::TensorOptions().device(at::kMeta))); }),
+  EXPECT_EQ(error_of([&] {
+              layer->forward(at::randn({3, 8}, at::TensorOptions().device(at::kMeta)));
+            }),
             "MoELayer: input is on meta but the layer's parameters are on cpu");
   auto bad = at::randn({3, 8});
   bad[1][2] = std::nan("");

@@ -9,7 +9,6 @@
 #include "gradcheck.h"
 #include "moe/core/error.h"
 #include "moe/layers/stratified_moe_block.h"
-#include "moe/routing/losses.h"
 #include "tolerances.h"
 
 namespace moe {
@@ -64,7 +63,7 @@ struct Reference {
   double balance = 0;
 };
 
-Reference dense_stratified(StratifiedMoEBlockImpl& block, const at::Tensor& x) {
+Reference dense_stratified(StratifiedMoEBlockImpl& block, const at::Tensor& x, std::vector<bool> padding = {}) {
   const auto& strata = block.options.strata;
   const int64_t L = strata.size(), E = block.options.num_experts();
   std::vector<int64_t> first{0}, stratum_of;
@@ -74,6 +73,7 @@ Reference dense_stratified(StratifiedMoEBlockImpl& block, const at::Tensor& x) {
   }
   auto h = x.clone();
   const int64_t T = h.size(0);
+  if (padding.empty()) padding.assign(static_cast<size_t>(T), false);
   std::vector<int64_t> state(T, 0);
   auto passes = at::zeros({T}, at::kDouble);
   double balance = 0;
@@ -86,13 +86,18 @@ Reference dense_stratified(StratifiedMoEBlockImpl& block, const at::Tensor& x) {
     }
     auto active = at::tensor(active_v, at::kLong);
     auto ha = h.index_select(0, active);
-    auto in = s == 0 ? block.input_norm->forward(ha) : block.stratum_norms[s - 1]->as<torch::nn::LayerNorm>()->forward(ha);
+    auto in =
+        s == 0 ? block.input_norm->forward(ha) : block.stratum_norms[s - 1]->as<torch::nn::LayerNorm>()->forward(ha);
     const int64_t visible = E - first[s], k = std::min<int64_t>(2, visible), Ta = active.size(0);
     auto probs = at::softmax(at::matmul(in, router_weight(block.gates[s]).t()), 1);  // [Ta, visible]
     auto local = std::get<1>(probs.sort(/*stable=*/true, 1, true)).narrow(1, 0, k).contiguous();
     auto weight = probs.gather(1, local);
-    const int64_t capacity = std::min<int64_t>(Ta, k * ((Ta + visible - 1) / visible));
-    auto routing = testing::one_hot_routing(local + first[s], weight, E, capacity, WeightNormalization::kKept);
+    const int64_t capacity = std::min<int64_t>(Ta, k * ((Ta + visible - 1) / visible));  // padding rows count
+    auto global = local + first[s];
+    std::vector<bool> pad_active;
+    for (int64_t t : active_v) pad_active.push_back(padding[static_cast<size_t>(t)]);
+    global = global.masked_fill(testing::bool_mask(pad_active).unsqueeze(1), -1);  // padding: no slot, no expert
+    auto routing = testing::one_hot_routing(global, weight, E, capacity, WeightNormalization::kKept);
     auto gate = routing.combine_weights.sum(2);  // [Ta, E]
     auto y = at::zeros_like(in);
     for (int64_t e = first[s]; e < E; ++e) {
@@ -100,12 +105,20 @@ Reference dense_stratified(StratifiedMoEBlockImpl& block, const at::Tensor& x) {
       y = y + gate.select(1, e).unsqueeze(1) * (at::matmul(at::relu(at::matmul(in, f->w1) + f->b1), f->w2) + f->b2);
     }
     h = h.index_copy(0, active, ha + y);
-    balance += load_balancing_loss(probs, local.select(1, 0)).item<double>();
+    // E_s · Σ_e f_e · P_e by hand: P over all Ta rows, f counts the real rows' top-1 and divides by Ta.
+    double pass_balance = 0;
+    for (int64_t e = 0; e < visible; ++e) {
+      double count = 0;
+      for (int64_t i = 0; i < Ta; ++i)
+        count += (!pad_active[static_cast<size_t>(i)] && local[i][0].item<int64_t>() == e);
+      pass_balance += probs.select(1, e).mean().item<double>() * count / static_cast<double>(Ta);
+    }
+    balance += pass_balance * static_cast<double>(visible);
     ++pass_count;
     for (int64_t i = 0; i < Ta; ++i) {
       const int64_t t = active_v[i];
-      state[t] = stratum_of[local[i][0].item<int64_t>() + first[s]] + 1;
-      passes[t] += 1;
+      state[t] = stratum_of[local[i][0].item<int64_t>() + first[s]] + 1;  // padding too: by its top-1
+      passes[t] += padding[static_cast<size_t>(t)] ? 0 : 1;
     }
     s = *std::min_element(state.begin(), state.end());
   }
@@ -127,12 +140,34 @@ TEST(StratifiedMoEBlockTest, MatchesDenseStateMachineReference) {
   }
 }
 
+TEST(StratifiedMoEBlockTest, PaddedBatchesMatchTheReference) {
+  // Padding rows go through the passes by their top-1 like the official code's, but get no slot and
+  // no expert in any pass, and stay out of the balance loss's counts; passes count real tokens.
+  for (auto strata : std::vector<std::vector<int64_t>>{{2, 2, 2, 2}, {4, 12}}) {
+    torch::manual_seed(7);
+    auto block = greedy_block(strata);
+    auto x = at::randn({40, 6}, at::kDouble);
+    std::vector<bool> padding(40, false);
+    for (int t = 0; t < 40; t += 3) padding[static_cast<size_t>(t)] = true;
+    auto out = block->forward(x, at::Tensor(), testing::bool_mask(padding));
+    auto ref = dense_stratified(*block, x, padding);
+    EXPECT_TRUE(testing::all_close(out.output, ref.output, testing::tolerance_for(at::kDouble)));
+    EXPECT_NEAR(out.stats.aux_losses.at("balance").value.item<double>(), ref.balance, 1e-12);
+    const double real = 40 - 14;
+    EXPECT_NEAR(out.stats.passes_per_token.item<double>(), ref.passes.sum().item<double>() / real, 1e-6);
+    EXPECT_EQ(out.stats.padding.item<int64_t>(), 14);
+  }
+}
+
 TEST(StratifiedMoEBlockTest, GradientsByFiniteDifferences) {
   torch::manual_seed(6);
   auto block = greedy_block({2, 2}, 4, 3);
   auto x = at::randn({6, 4}, at::kDouble).requires_grad_();
-  std::vector<at::Tensor> leaves{x, router_weight(block->gates[0]), router_weight(block->gates[1]),
-                                 block->experts->expert(0)->w1, block->experts->expert(3)->w2,
+  std::vector<at::Tensor> leaves{x,
+                                 router_weight(block->gates[0]),
+                                 router_weight(block->gates[1]),
+                                 block->experts->expert(0)->w1,
+                                 block->experts->expert(3)->w2,
                                  block->named_parameters()["stratum_norms.0.weight"]};
   EXPECT_TRUE(testing::gradcheck([&] { return block->forward(x).output; }, leaves));
 }
@@ -148,8 +183,8 @@ TEST(StratifiedMoEBlockTest, WithoutLayerNormsItIsTheResidualPlusTheMoE) {
   block->to(at::kDouble);
   auto layer = greedy_gshard_sharing_weights(*block);
   auto h = at::randn({20, 6}, at::kDouble);
-  EXPECT_TRUE(testing::all_close(block->forward(h).output, h + layer->forward(h).output,
-                                 testing::tolerance_for(at::kDouble)));
+  EXPECT_TRUE(
+      testing::all_close(block->forward(h).output, h + layer->forward(h).output, testing::tolerance_for(at::kDouble)));
   EXPECT_TRUE(block->named_parameters().find("stratum_norms.0.weight") == nullptr);
 }
 

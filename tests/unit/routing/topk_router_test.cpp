@@ -8,7 +8,9 @@
 
 #include <cmath>
 
+#include "dense_reference.h"
 #include "moe/core/error.h"
+#include "moe/layers/presets.h"
 #include "moe/routing/capacity.h"
 #include "moe/routing/losses.h"
 #include "tolerances.h"
@@ -179,6 +181,79 @@ TEST(TopKRouterTest, GumbelSamplingIsSeededAndNeverRepeatsTheFirstExpert) {
   auto greedy = router->route(x).expert_index;
   auto sorted = std::get<1>(at::matmul(x, router->weight.t()).sort(1, true)).narrow(1, 0, 3);
   EXPECT_TRUE(at::equal(greedy, sorted));
+}
+
+// The sampled second expert, hand-computed: first = argmax p; later ones = argmax of logits + Gumbel
+// noise with the earlier picks masked (fairseq top2gating). The noise comes from the caller: a
+// tensor (recorded draws of another implementation) or U(0, 1) draws through a callback.
+TEST(TopKRouterTest, SampledSecondExpertFromCallerSuppliedNoise) {
+  RouterOptions o;
+  o.d_model = 2;
+  o.num_experts = 4;
+  o.top_k = 2;
+  o.normalization = WeightNormalization::kNone;
+  TopKRouter router(o);
+  router->train();
+  {
+    torch::NoGradGuard g;  // logits = hidden · W^T with W = identity rows: token t's logits are chosen below
+    router->weight.copy_(at::tensor({1.0, 0.0, 0.0, 1.0, 0.5, 0.5, -1.0, 0.0}).view({4, 2}));
+  }
+  auto hidden = at::tensor({2.0, 1.0, 0.0, 3.0}).view({2, 2});  // logits: [2, 1, 1.5, -2], [0, 3, 1.5, 0]
+  RoutingContext context;
+  context.gumbel_noise = at::tensor({0.0, 0.2, 0.0, 9.0,  // token 0: first 0; 1+0.2, 1.5, -2+9 -> expert 3
+                                     0.0, 5.0, 0.0, 1.0})
+                             .view({2, 4});  // token 1: first 1; 0, 1.5, 1 -> expert 2
+  auto plan = router->route(hidden, context);
+  EXPECT_TRUE(at::equal(plan.expert_index, at::tensor(std::vector<int64_t>{0, 3, 1, 2}).view({2, 2})));
+  // Gumbel noise -log(-log(u)) from U draws: u = 0.999 on expert 1 of token 0 (noise 6.9) wins.
+  router->set_uniform_source([](at::IntArrayRef shape, const at::TensorOptions& options) {
+    auto u = at::full(shape, 0.5, options);  // noise 0.367 everywhere
+    u[0][1] = 0.999;
+    return u;
+  });
+  plan = router->route(hidden);
+  EXPECT_EQ(plan.expert_index[0][1].item<int64_t>(), 1);  // 1 + 6.9 beats 1.5 + 0.37
+  EXPECT_EQ(plan.expert_index[1][1].item<int64_t>(), 2);  // 1.5 + 0.37 beats 0 + 0.37 (expert 1 is first)
+  // Evaluation without sample_in_eval: greedy, no draw at all.
+  router->eval();
+  router->set_uniform_source([](at::IntArrayRef, const at::TensorOptions&) -> at::Tensor {
+    ADD_FAILURE() << "no draw in greedy evaluation";
+    return {};
+  });
+  EXPECT_TRUE(at::equal(router->route(hidden).expert_index, at::tensor(std::vector<int64_t>{0, 2, 1, 2}).view({2, 2})));
+}
+
+// XMoE's top-k baseline preset: capacity max(ceil(T/E·γ), 4) without the factor k, noise on the
+// later experts in evaluation too, raw probabilities as weights.
+TEST(TopKRouterTest, XMoETopKBaselinePreset) {
+  auto o = xmoe_topk_layer_options(8, 8, 16, /*top_k=*/2);
+  EXPECT_EQ(o.router, "topk");
+  const auto& r = o.router_options;
+  EXPECT_EQ(compute_capacity(r.capacity, 100, 8, 2, true), 25);   // ceil(100/8 · 2) = 25, not 50
+  EXPECT_EQ(compute_capacity(r.capacity, 10, 8, 2, true), 4);     // the floor of 4
+  EXPECT_EQ(compute_capacity(r.capacity, 100, 8, 2, false), 25);  // γ = 2 in evaluation too
+  EXPECT_TRUE(r.sample_in_eval);
+  EXPECT_EQ(r.normalization, WeightNormalization::kNone);
+  EXPECT_EQ(o.experts.init, ExpertInit::kReplicated);
+  MoELayer layer(o);
+  layer->eval();
+  auto x = at::randn({16, 8});
+  torch::manual_seed(1);
+  auto a = layer->forward(x).output;
+  torch::manual_seed(2);
+  EXPECT_FALSE(at::equal(a, layer->forward(x).output)) << "evaluation must sample the second expert";
+}
+
+TEST(LossesTest, BalanceLossLeavesPaddingOutOfTheCountsOnly) {
+  // probs of 4 rows over 2 experts; row 2 is padding. P_e = mean over all 4 rows; f_e counts the
+  // top-1 of rows 0, 1, 3 but divides by 4 (papers.md 8.1: the official code's input mask).
+  auto probs = at::tensor({0.9, 0.1, 0.2, 0.8, 0.7, 0.3, 0.6, 0.4}, at::kDouble).view({4, 2});
+  auto top1 = at::tensor(std::vector<int64_t>{0, 1, 0, 0});
+  auto padding = testing::bool_mask(std::vector<bool>{false, false, true, false});
+  const double P0 = (0.9 + 0.2 + 0.7 + 0.6) / 4, P1 = (0.1 + 0.8 + 0.3 + 0.4) / 4;
+  const double f0 = 2.0 / 4, f1 = 1.0 / 4;
+  EXPECT_NEAR(load_balancing_loss(probs, top1, padding).item<double>(), 2 * (f0 * P0 + f1 * P1), 1e-15);
+  EXPECT_NEAR(load_balancing_loss(probs, top1).item<double>(), 2 * (3.0 / 4 * P0 + f1 * P1), 1e-15);
 }
 
 TEST(TopKRouterTest, JitterOnlyInTraining) {

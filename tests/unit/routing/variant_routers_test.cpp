@@ -7,6 +7,7 @@
 
 #include <cmath>
 
+#include "dense_reference.h"
 #include "errors.h"
 #include "gradcheck.h"
 #include "moe/core/error.h"
@@ -217,6 +218,42 @@ TEST(StochasticRouterTest, InferenceComputesOnlyTheChosenExpert) {
 
 // ---- expert choice --------------------------------------------------------------------------------
 
+TEST(StochasticRouterTest, DrawsComeFromTheCallersUniformSource) {
+  RouterOptions o;
+  o.d_model = 4;
+  o.num_experts = 4;
+  o.train_granularity = "token";
+  StochasticRouter router(o);
+  router->train();
+  // floor(U · E): U = 0.1, 0.3, 0.74, 0.99 -> experts 0, 1, 2, 3.
+  router->set_uniform_source([](at::IntArrayRef shape, const at::TensorOptions& options) {
+    EXPECT_EQ(shape, at::IntArrayRef({4}));
+    return at::tensor({0.1, 0.3, 0.74, 0.99}, options);
+  });
+  auto plan = router->route(at::randn({4, 4}));
+  EXPECT_TRUE(at::equal(plan.expert_index.reshape({-1}), at::tensor(std::vector<int64_t>{0, 1, 2, 3})));
+}
+
+TEST(ExpertChoiceRouterTest, PaddingIsTakenOnlyWhenRealTokensRunOut) {
+  torch::manual_seed(4);
+  RouterOptions o;
+  o.d_model = 4;
+  o.num_experts = 2;
+  o.top_k = 1;
+  o.capacity.capacity_factor = 1.0;  // C = ceil(T / E) = 3 of 6 tokens per expert
+  ExpertChoiceRouter router(o);
+  RoutingContext context;
+  context.padding = testing::bool_mask(std::vector<bool>{false, true, false, false, true, false});
+  auto plan = router->route(at::randn({6, 4}), context);
+  // 4 real tokens, 6 slots: both padding rows are the last choice of every expert.
+  auto chosen_pad =
+      plan.expert_index.index_select(0, at::tensor(std::vector<int64_t>{1, 4})).ge(0).sum().item<int64_t>();
+  auto chosen_real = plan.expert_index.index_select(0, at::tensor(std::vector<int64_t>{0, 2, 3, 5})).ge(0).sum();
+  EXPECT_EQ(chosen_real.item<int64_t>() + chosen_pad, 6);
+  EXPECT_LE(chosen_pad, 2);
+  EXPECT_GE(chosen_real.item<int64_t>(), 4);
+}
+
 TEST(ExpertChoiceRouterTest, EachExpertTakesItsTopTokens) {
   torch::manual_seed(2);
   auto o = options(8, 4, 2);  // capacity 2 · ceil(T / E)
@@ -347,8 +384,8 @@ TEST_P(EveryRouterTest, GradientsByFiniteDifferences) {
       leaves));
 }
 
-INSTANTIATE_TEST_SUITE_P(Routers, EveryRouterTest,
-                         ::testing::Values("topk", "threshold", "stochastic", "expert_choice", "hash"),
+// Every registered router, as the registry lists them: a new router is tested here without an edit.
+INSTANTIATE_TEST_SUITE_P(Routers, EveryRouterTest, ::testing::ValuesIn(known_routers()),
                          [](const auto& test_info) { return test_info.param; });
 
 }  // namespace
