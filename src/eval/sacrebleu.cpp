@@ -1,17 +1,19 @@
 // sacreBLEU-exact BLEU and chrF (see moe/eval/sacrebleu.h and shared/data/bleu.md).
 #include "moe/eval/sacrebleu.h"
 
+#include <locale.h>
+
 #include <algorithm>
 #include <clocale>
 #include <cmath>
 #include <cstdio>
 #include <cwctype>
-#include <locale.h>
 #include <map>
 #include <string>
 #include <unordered_map>
 
 #include "moe/core/error.h"
+#include "sacrebleu_formulas.h"
 
 namespace moe {
 namespace {
@@ -230,7 +232,12 @@ void BleuOptions::validate() const {
 
 std::string BleuOptions::signature(int64_t num_refs) const {
   return "nrefs:" + std::to_string(num_refs) + "|case:" + (lowercase ? "lc" : "mixed") +
-         "|eff:" + (effective_order ? "yes" : "no") + "|tok:13a|smooth:" + smooth_method + "|version:" + kVersion;
+         "|eff:" + (effective_order ? "yes" : "no") + "|tok:13a|smooth:" + smooth_method +
+         // BLEUSignature: a method with a parameter shows it, "floor[0.10]".
+         (smooth_method == "floor" || smooth_method == "add-k"
+              ? "[" + format_fixed(smooth_value >= 0 ? smooth_value : (smooth_method == "floor" ? 0.1 : 1.0), 2) + "]"
+              : "") +
+         "|version:" + kVersion;
 }
 
 BleuStats& BleuStats::operator+=(const BleuStats& other) {
@@ -281,42 +288,90 @@ BleuStats bleu_segment_stats(const std::string& hypothesis, const std::vector<st
   return stats;
 }
 
-BleuScore bleu_from_stats(const BleuStats& stats, const BleuOptions& options) {
-  options.validate();
-  BleuScore out;
-  out.stats = stats;
-  const double sys = static_cast<double>(stats.sys_len), ref = static_cast<double>(stats.ref_len);
-  out.bp = sys >= ref ? 1.0 : (sys > 0 ? std::exp(1.0 - ref / sys) : 0.0);
-  if (std::all_of(stats.correct.begin(), stats.correct.end(), [](int64_t c) { return c == 0; })) return out;
-  const double k = options.smooth_value >= 0 ? options.smooth_value : (options.smooth_method == "floor" ? 0.1 : 1.0);
-  double smooth_mteval = 1.0;
-  int eff_order = 4;
-  std::array<double, 4> correct{}, total{};
-  for (int n = 0; n < 4; ++n) {
-    correct[n] = static_cast<double>(stats.correct[n]);
-    total[n] = static_cast<double>(stats.total[n]);
+namespace sacrebleu_detail {
+
+BleuFormula bleu_formula(std::array<PyNum, 4> correct, std::array<PyNum, 4> total, int64_t sys_len, int64_t ref_len,
+                         const BleuOptions& options) {
+  BleuFormula out;
+  if (sys_len < ref_len) {
+    out.bp = sys_len > 0 ? std::exp(1.0 - static_cast<double>(ref_len) / static_cast<double>(sys_len)) : 0.0;
   }
+  std::array<PyNum, 4> precisions{};
+  if (std::all_of(correct.begin(), correct.end(), [](PyNum c) { return c.value == 0; })) return out;
+  // BLEU.SMOOTH_DEFAULTS: floor 0.1, add-k 1.
+  const double k = options.smooth_value >= 0 ? options.smooth_value : (options.smooth_method == "floor" ? 0.1 : 1.0);
+  PyNum smooth_mteval = PyNum::py(1.0);
+  int eff_order = 4;
   for (int n = 0; n < 4; ++n) {
     if (options.smooth_method == "add-k" && n > 0) {
-      correct[n] += k;
-      total[n] += k;
+      correct[n] = correct[n] + PyNum::py(k);
+      total[n] = total[n] + PyNum::py(k);
     }
-    if (total[n] == 0) break;
+    if (total[n].value == 0) break;
     if (options.effective_order) eff_order = n + 1;
-    if (correct[n] == 0) {
+    if (correct[n].value == 0) {
       if (options.smooth_method == "exp") {
-        smooth_mteval *= 2;
-        out.precisions[n] = 100.0 / (smooth_mteval * total[n]);
+        smooth_mteval = smooth_mteval * PyNum::py(2);
+        precisions[n] = PyNum::py(100.0) / (smooth_mteval * total[n]);
       } else if (options.smooth_method == "floor") {
-        out.precisions[n] = 100.0 * k / total[n];
+        precisions[n] = PyNum::py(100.0 * k) / total[n];
       }
     } else {
-      out.precisions[n] = 100.0 * correct[n] / total[n];
+      precisions[n] = PyNum::py(100.0) * correct[n] / total[n];
     }
   }
+  // my_log, summed left to right as CPython <= 3.11's sum() does.
   double log_sum = 0;
-  for (int n = 0; n < eff_order; ++n) log_sum += out.precisions[n] == 0 ? -9999999999.0 : std::log(out.precisions[n]);
+  for (int n = 0; n < eff_order; ++n) {
+    log_sum += precisions[n].value == 0 ? -9999999999.0 : std::log(precisions[n].value);
+  }
+  for (int n = 0; n < 4; ++n) out.precisions[n] = precisions[n].value;
   out.score = out.bp * std::exp(log_sum / eff_order);
+  return out;
+}
+
+PyNum chrf_formula(const PyNum* stats, size_t orders, const ChrFOptions& options) {
+  const PyNum eps = PyNum::py(1e-16), factor = PyNum::py(options.beta * options.beta);
+  const PyNum one_plus_factor = PyNum::py(1.0 + factor.value);
+  PyNum score = PyNum::py(0.0), avg_prec = PyNum::py(0.0), avg_rec = PyNum::py(0.0);
+  int effective_order = 0;
+  for (size_t i = 0; i < orders; ++i) {
+    const PyNum n_hyp = stats[3 * i], n_ref = stats[3 * i + 1], n_match = stats[3 * i + 2];
+    const PyNum prec = n_hyp.value > 0 ? n_match / n_hyp : eps;
+    const PyNum rec = n_ref.value > 0 ? n_match / n_ref : eps;
+    const PyNum denom = factor * prec + rec;
+    score = score + (denom.value > 0 ? one_plus_factor * prec * rec / denom : eps);
+    if (n_hyp.value > 0 && n_ref.value > 0) {
+      avg_prec = avg_prec + prec;
+      avg_rec = avg_rec + rec;
+      ++effective_order;
+    }
+  }
+  if (options.eps_smoothing) return PyNum::py(100) * score / PyNum::py(static_cast<double>(orders));
+  if (effective_order == 0) return PyNum::py(0.0);
+  avg_prec = avg_prec / PyNum::py(effective_order);
+  avg_rec = avg_rec / PyNum::py(effective_order);
+  if ((avg_prec + avg_rec).value == 0) return PyNum::py(0.0);
+  PyNum f = one_plus_factor * avg_prec * avg_rec;
+  f = f / (factor * avg_prec + avg_rec);
+  return PyNum::py(100) * f;
+}
+
+}  // namespace sacrebleu_detail
+
+BleuScore bleu_from_stats(const BleuStats& stats, const BleuOptions& options) {
+  options.validate();
+  std::array<sacrebleu_detail::PyNum, 4> correct{}, total{};
+  for (int n = 0; n < 4; ++n) {
+    correct[n] = sacrebleu_detail::PyNum::py(static_cast<double>(stats.correct[n]));
+    total[n] = sacrebleu_detail::PyNum::py(static_cast<double>(stats.total[n]));
+  }
+  const auto f = sacrebleu_detail::bleu_formula(correct, total, stats.sys_len, stats.ref_len, options);
+  BleuScore out;
+  out.stats = stats;
+  out.score = f.score;
+  out.precisions = f.precisions;
+  out.bp = f.bp;
   return out;
 }
 
@@ -342,7 +397,8 @@ BleuScore corpus_bleu(const std::vector<std::string>& hypotheses, const RefStrea
   return bleu_from_stats(total, options);
 }
 
-BleuScore sentence_bleu(const std::string& hypothesis, const std::vector<std::string>& references, BleuOptions options) {
+BleuScore sentence_bleu(const std::string& hypothesis, const std::vector<std::string>& references,
+                        BleuOptions options) {
   options.effective_order = true;
   return bleu_from_stats(bleu_segment_stats(hypothesis, references, options), options);
 }
@@ -359,17 +415,17 @@ std::string BleuScore::to_string(int width) const {
 
 void ChrFOptions::validate() const {
   MOE_CHECK(char_order >= 0 && word_order >= 0 && char_order + word_order >= 1,
-            "ChrFOptions: char_order and word_order must be >= 0 and not both 0, got ", char_order, " and ", word_order);
+            "ChrFOptions: char_order and word_order must be >= 0 and not both 0, got ", char_order, " and ",
+            word_order);
   MOE_CHECK(beta > 0, "ChrFOptions.beta must be > 0, got ", beta);
 }
 
-std::string ChrFOptions::name() const {
-  return "chrF" + format_fixed(beta, 0) + std::string(word_order, '+');
-}
+std::string ChrFOptions::name() const { return "chrF" + format_fixed(beta, 0) + std::string(word_order, '+'); }
 
 std::string ChrFOptions::signature(int64_t num_refs) const {
-  return "nrefs:" + std::to_string(num_refs) + "|case:" + (lowercase ? "lc" : "mixed") + "|eff:yes|nc:" +
-         std::to_string(char_order) + "|nw:" + std::to_string(word_order) + "|space:no|version:" + kVersion;
+  return "nrefs:" + std::to_string(num_refs) + "|case:" + (lowercase ? "lc" : "mixed") +
+         "|eff:yes|nc:" + std::to_string(char_order) + "|nw:" + std::to_string(word_order) +
+         "|space:no|version:" + kVersion;
 }
 
 namespace {
@@ -399,7 +455,9 @@ ChrFNgrams chrf_ngrams(const std::string& raw, const ChrFOptions& options) {
     std::vector<std::string> words;
     for (const auto& w : split_whitespace(text)) {
       const std::u32string cp = to_code_points(w);
-      auto is_punct = [](char32_t c) { return c < 0x80 && std::string(kPunctuation).find(static_cast<char>(c)) != std::string::npos; };
+      auto is_punct = [](char32_t c) {
+        return c < 0x80 && std::string(kPunctuation).find(static_cast<char>(c)) != std::string::npos;
+      };
       if (cp.size() > 1 && is_punct(cp.back())) {
         words.push_back(w.substr(0, w.size() - 1));
         words.push_back(w.substr(w.size() - 1));
@@ -416,61 +474,52 @@ ChrFNgrams chrf_ngrams(const std::string& raw, const ChrFOptions& options) {
 }
 
 double chrf_f_score(const std::vector<int64_t>& stats, const ChrFOptions& options) {
-  const double eps = 1e-16, factor = options.beta * options.beta;
-  double score = 0, avg_prec = 0, avg_rec = 0;
-  int effective_order = 0;
-  const size_t orders = stats.size() / 3;
-  for (size_t i = 0; i < orders; ++i) {
-    const double hyp = static_cast<double>(stats[3 * i]), ref = static_cast<double>(stats[3 * i + 1]);
-    const double match = static_cast<double>(stats[3 * i + 2]);
-    const double prec = hyp > 0 ? match / hyp : eps;
-    const double rec = ref > 0 ? match / ref : eps;
-    const double denom = factor * prec + rec;
-    score += denom > 0 ? (1 + factor) * prec * rec / denom : eps;
-    if (hyp > 0 && ref > 0) {
-      avg_prec += prec;
-      avg_rec += rec;
-      ++effective_order;
-    }
-  }
-  if (options.eps_smoothing) return 100 * score / static_cast<double>(orders);
-  if (effective_order == 0) return 0.0;
-  avg_prec /= effective_order;
-  avg_rec /= effective_order;
-  if (avg_prec + avg_rec == 0) return 0.0;
-  return 100 * (1 + factor) * avg_prec * avg_rec / (factor * avg_prec + avg_rec);
+  std::vector<sacrebleu_detail::PyNum> values(stats.size());
+  for (size_t i = 0; i < stats.size(); ++i) values[i] = sacrebleu_detail::PyNum::py(static_cast<double>(stats[i]));
+  return sacrebleu_detail::chrf_formula(values.data(), stats.size() / 3, options).value;
 }
 
 }  // namespace
 
+std::vector<int64_t> chrf_segment_stats(const std::string& hypothesis, const std::vector<std::string>& references,
+                                        const ChrFOptions& options) {
+  options.validate();
+  MOE_CHECK(!references.empty(), "chrf_segment_stats: at least one reference is needed");
+  const size_t orders = static_cast<size_t>(options.char_order + options.word_order);
+  const auto hyp = chrf_ngrams(rstrip_whitespace(hypothesis), options);
+  std::vector<int64_t> best;
+  double best_f = -1.0;
+  for (const auto& reference : references) {
+    const auto ref = chrf_ngrams(rstrip_whitespace(reference), options);
+    std::vector<int64_t> stats;
+    for (size_t o = 0; o < orders; ++o) {
+      int64_t hyp_count = 0, ref_count = 0, match = 0;
+      for (const auto& [gram, count] : hyp.orders[o]) {
+        hyp_count += count;
+        auto it = ref.orders[o].find(gram);
+        if (it != ref.orders[o].end()) match += std::min(count, it->second);
+      }
+      for (const auto& entry : ref.orders[o]) ref_count += entry.second;
+      stats.insert(stats.end(), {ref_count > 0 ? hyp_count : 0, ref_count, match});
+    }
+    // The reference with the best segment-level F wins (the first of equals).
+    const double f = chrf_f_score(stats, options);
+    if (f > best_f) {
+      best_f = f;
+      best = std::move(stats);
+    }
+  }
+  return best;
+}
+
 ChrFScore corpus_chrf(const std::vector<std::string>& hypotheses, const RefStreams& refs, const ChrFOptions& options) {
   options.validate();
   check_streams(hypotheses.size(), refs, "corpus_chrf");
-  const size_t orders = static_cast<size_t>(options.char_order + options.word_order);
-  std::vector<int64_t> total(3 * orders, 0);
+  std::vector<int64_t> total(static_cast<size_t>(3 * (options.char_order + options.word_order)), 0);
+  std::vector<std::string> segment_refs(refs.size());
   for (size_t i = 0; i < hypotheses.size(); ++i) {
-    const auto hyp = chrf_ngrams(rstrip_whitespace(hypotheses[i]), options);
-    std::vector<int64_t> best;
-    double best_f = -1.0;
-    for (const auto& stream : refs) {
-      const auto ref = chrf_ngrams(rstrip_whitespace(stream[i]), options);
-      std::vector<int64_t> stats;
-      for (size_t o = 0; o < orders; ++o) {
-        int64_t hyp_count = 0, ref_count = 0, match = 0;
-        for (const auto& [gram, count] : hyp.orders[o]) {
-          hyp_count += count;
-          auto it = ref.orders[o].find(gram);
-          if (it != ref.orders[o].end()) match += std::min(count, it->second);
-        }
-        for (const auto& entry : ref.orders[o]) ref_count += entry.second;
-        stats.insert(stats.end(), {ref_count > 0 ? hyp_count : 0, ref_count, match});
-      }
-      const double f = chrf_f_score(stats, options);
-      if (f > best_f) {
-        best_f = f;
-        best = std::move(stats);
-      }
-    }
+    for (size_t r = 0; r < refs.size(); ++r) segment_refs[r] = refs[r][i];
+    const auto best = chrf_segment_stats(hypotheses[i], segment_refs, options);
     for (size_t k = 0; k < total.size(); ++k) total[k] += best[k];
   }
   ChrFScore out;

@@ -76,13 +76,18 @@ struct ChrFOptions {
 };
 
 struct ChrFScore {
-  double score = 0;             ///< 0..100
-  std::vector<int64_t> stats;   ///< [hyp_count, ref_count, match] per order (char orders, then word orders)
+  double score = 0;            ///< 0..100
+  std::vector<int64_t> stats;  ///< [hyp_count, ref_count, match] per order (char orders, then word orders)
   std::string name;
   /// "chrF2 = 59.73"
   std::string to_string(int width = 2) const;
 };
 
+/// Statistics of one segment against its references: [hyp, ref, match] per order (char orders, then
+/// word orders), from the reference with the best segment-level F.
+std::vector<int64_t> chrf_segment_stats(const std::string& hypothesis, const std::vector<std::string>& references,
+                                        const ChrFOptions& options = {});
+/// Corpus chrF from the segments' summed statistics.
 ChrFScore corpus_chrf(const std::vector<std::string>& hypotheses, const RefStreams& refs,
                       const ChrFOptions& options = {});
 
