@@ -119,6 +119,7 @@ EvaluationResult evaluate_translation(TransformerModel& model, const Translation
                        {"expert_parameters", p.expert},
                        {"active_parameters", p.active},
                        {"forward_flops_per_token", p.forward_flops_per_token},
+                       {"expert_flops_per_token", p.expert_flops_per_token},
                        {"experts_per_token", ept}}}};
   if (write) {
     const auto path = (fs::path(context.out_dir) / "results.json").string();

@@ -365,12 +365,15 @@ ParameterCount TransformerModelImpl::count_parameters(const std::map<std::string
                              ? spec.nominal_experts_per_token
                              : static_cast<double>(slot_top_k(spec, options.moe.router));
   double active = static_cast<double>(c.total);
+  double active_expert_matmul = 0;  // matmul parameters of the experts a token uses, over every MoE slot
   auto account = [&](const FeedForwardBlockImpl& slot, const std::string& name) {
     const auto* bank = slot.expert_bank();
     if (bank == nullptr) return;  // a dense slot
-    int64_t expert_params = 0;
+    int64_t expert_params = 0, expert_matmul = 0;
     for (const auto& item : slot.named_parameters(/*recurse=*/true)) {
-      if (item.key().rfind("experts.", 0) == 0) expert_params += item.value().numel();
+      if (item.key().rfind("experts.", 0) != 0) continue;
+      expert_params += item.value().numel();
+      if (item.value().dim() >= 2) expert_matmul += item.value().numel();
     }
     const int64_t num_experts = bank->options.num_experts, held = bank->options.local_count();
     // Under expert parallelism this process holds `held` of the layer's experts; count the layer.
@@ -383,6 +386,7 @@ ParameterCount TransformerModelImpl::count_parameters(const std::map<std::string
     double k = it != experts_per_token.end() ? it->second : nominal;
     if (k < 0) k = 2.0;  // unmeasured SMoE/XMoE: counted as top-2 (document it by passing measurements)
     active -= static_cast<double>(expert_params + elsewhere) - k * per_expert;
+    active_expert_matmul += k * static_cast<double>(expert_matmul) / static_cast<double>(held);
   };
   for (const auto& layer : *encoder_layers) {
     auto l = layer->as<TransformerEncoderLayer>();
@@ -401,6 +405,7 @@ ParameterCount TransformerModelImpl::count_parameters(const std::map<std::string
   for (const auto& p : parameters())
     if (p.dim() == 1) non_matmul += static_cast<double>(p.numel());
   c.forward_flops_per_token = 2.0 * (active - non_matmul);
+  c.expert_flops_per_token = 2.0 * active_expert_matmul;
   return c;
 }
 

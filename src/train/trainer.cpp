@@ -1,8 +1,8 @@
-// The translation trainer (see moe/train/trainer.h).
+// The translation trainer (see moe/train/trainer.h): set-up, the loop, one update, validation with
+// early stopping, the final evaluation. Writing and resuming checkpoints: trainer_checkpoint.cpp.
 #include "moe/train/trainer.h"
 
 #include <ATen/ATen.h>
-#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 #include <unistd.h>
 
@@ -11,74 +11,21 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <limits>
 
+#include "autocast_scope.h"
 #include "moe/core/error.h"
 #include "moe/core/logging.h"
 #include "moe/core/stop_request.h"
-#include "moe/layers/expert_parallel.h"
-#include "moe/parallel/communicator.h"
-#include "moe/parallel/grad_sync.h"
-#include "moe/parallel/process_groups.h"
 #include "moe/parallel/rendezvous.h"
 #include "moe/train/checkpoint_file.h"
 #include "moe/train/consistency.h"
 #include "moe/train/label_smoothing.h"
-#include "moe/train/optimizer.h"
 #include "moe/train/random_state.h"
-#include "moe/train/report.h"
 #include "moe/train/run_report.h"
+#include "trainer_state.h"
 
 namespace moe {
 namespace fs = std::filesystem;
-
-namespace {
-
-template <typename... Args>
-void info(const Args&... args) {
-  log_info(detail::concat(args...));
-}
-
-// bf16 autocast on CUDA: matmuls in bf16, reductions and softmax in fp32; restored on exit.
-struct AutocastScope {
-  explicit AutocastScope(bool on) : on_(on) {
-    if (!on_) return;
-    at::autocast::set_autocast_enabled(at::kCUDA, true);
-    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
-    at::autocast::increment_nesting();
-  }
-  ~AutocastScope() {
-    if (!on_) return;
-    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-    at::autocast::set_autocast_enabled(at::kCUDA, false);
-  }
-  bool on_;
-};
-
-}  // namespace
-
-struct Trainer::State {
-  at::Device device{at::kCPU};
-  bool bf16 = false, tty = false;
-  std::shared_ptr<Communicator> world;  ///< the run's processes (a world of one for one process)
-  ParallelGroups groups;
-  std::unique_ptr<GradientSynchronizer> sync;
-  std::unique_ptr<Optimizer> optimizer;
-  std::unique_ptr<TokenBatcher> batcher;
-  std::unique_ptr<MetricsLog> metrics;
-  MoEStatsWindow stats;
-  VariantSpec variant;
-  double best_valid = std::numeric_limits<double>::infinity();
-  int64_t best_step = -1;                       ///< the step whose model best.moeckpt holds
-  int64_t validations_without_improvement = 0;  ///< for train.patience (early stopping)
-  std::string stop_reason;                      ///< why the last train() ended (results.json)
-  int64_t skipped_in_a_row = 0, skipped_total = 0;
-  double elapsed_before = 0;  ///< seconds trained before this process (resumed runs)
-  double session_seconds = 0;
-  std::map<std::string, double> last_experts_per_token;
-  int64_t last_checkpoint_step = -1, last_validation_step = -1;
-  bool writer() const { return world->rank() == 0; }  ///< logs, metrics, heatmaps, results, the shared file
-};
 
 Trainer::~Trainer() = default;
 
@@ -117,31 +64,7 @@ Trainer::Trainer(RunConfig config, const std::string& resume_from, bool discard_
   if (config_.train.threads > 0) at::set_num_threads(static_cast<int>(config_.train.threads));
 
   std::string resume_path;
-  std::unique_ptr<OpenedCheckpoint> resumed;
-  if (!resume_from.empty()) {
-    resume_path = resume_from;
-    if (resume_from == "latest") {
-      auto list = list_step_checkpoints(config_.run_dir);
-      MOE_CHECK(!list.empty(), "--resume: no checkpoint-<step>.moeckpt in ", config_.run_dir);
-      resume_path = list.back().second;
-    }
-    // This process's experts: its expert-parallel shard of every MoE layer.
-    const auto shard =
-        expert_shard(config_.model.moe.num_experts, s.groups.expert.get(), "parallel.expert_parallel_size");
-    resumed = std::make_unique<OpenedCheckpoint>(open_run_checkpoint(
-        resume_path, [shard](int64_t id) { return id >= shard.first && id < shard.first + shard.count; }));
-    check_resume_compatible(config_, resumed->config, resume_path);
-  } else {
-    auto existing = list_step_checkpoints(config_.run_dir);
-    MOE_CHECK(existing.empty(), "run_dir ", config_.run_dir, " already holds checkpoints (", existing.back().second,
-              "); pass --resume to continue that run, or choose another run_dir");
-  }
-  // Temporary files of checkpoint writes that a crash interrupted are never valid; remove them.
-  for (const auto& entry : fs::directory_iterator(config_.run_dir)) {
-    if (!s.writer() || entry.path().filename().string().find(".moeckpt.tmp.") == std::string::npos) continue;
-    log_warn(detail::concat("[checkpoint] removing ", entry.path().string(), " (left by an interrupted write)"));
-    fs::remove(entry.path());
-  }
+  auto resumed = open_run_folder(resume_from, resume_path);
 
   seed_random_state(static_cast<uint64_t>(config_.train.seed), s.device);
   // Rank 0 builds the corpus and tokenizer caches first; the others then reuse them.
@@ -189,54 +112,6 @@ Trainer::Trainer(RunConfig config, const std::string& resume_from, bool discard_
   info("[model] ", config_.model.moe.variant, ": ", params.total, " parameters (", params.expert, " in experts), ",
        config_.model.encoder_layers, "+", config_.model.decoder_layers, " layers, d=", config_.model.d_model,
        moe_layers.empty() ? std::string() : "; MoE layers: " + moe_layers);
-}
-
-void Trainer::resume(const OpenedCheckpoint& checkpoint, const std::string& path) {
-  auto& s = *state_;
-  const auto& state = checkpoint.state;
-  auto entry = [&](const std::string& key) {
-    auto it = state.find(key);
-    MOE_CHECK(it != state.end(), "checkpoint ", path, " has no '", key, "' entry");
-    return it->second;
-  };
-  MOE_CHECK(state.count("trainer.averaged_from") == 0, "--resume: ", path, " is an average of checkpoints (",
-            tensor_string(state.at("trainer.averaged_from")).substr(0, 200),
-            ") for translation; resume from one of the step checkpoints instead");
-  load_module_state(*model_, state, path);
-  s.optimizer->load_state(state, path);
-  step_ = checkpoint.step;
-  s.batcher->restore(batcher_state_from_tensor(entry("trainer.batcher"), path));
-  s.best_valid = entry("trainer.best_valid").item<double>();
-  auto best_step = state.find("trainer.best_step");  // format 2
-  s.best_step = best_step != state.end() ? best_step->second.item<int64_t>() : -1;
-  auto stale = state.find("trainer.validations_without_improvement");
-  s.validations_without_improvement = stale != state.end() ? stale->second.item<int64_t>() : 0;
-  s.elapsed_before = entry("trainer.elapsed_s").item<double>();
-  s.last_checkpoint_step = s.last_validation_step = step_;
-  const int rank = s.world->rank(), world_size = s.world->size();
-  if (checkpoint.writer_world_size == world_size) {
-    auto cuda = state.find("trainer.rng_cuda");
-    restore_random_state({entry("trainer.rng_cpu")[rank], cuda != state.end() ? cuda->second[rank] : at::Tensor()},
-                         s.device);
-  } else {
-    // Another world size: the random streams cannot continue; start new ones per rank.
-    seed_random_state(static_cast<uint64_t>(config_.train.seed) * 7919ULL + static_cast<uint64_t>(step_) * 104729ULL +
-                          static_cast<uint64_t>(rank),
-                      s.device);
-    log_warn(detail::concat("[resume] ", path, " was written by ", checkpoint.writer_world_size, " process(es), this ",
-                            "run has ", world_size,
-                            ": random streams restart (dropout and sampled experts differ from "
-                            "an uninterrupted run; parameters, optimizer and data order continue exactly)"));
-  }
-  // Step checkpoints after the resumed one belong to an abandoned continuation: they move aside (or
-  // go, with discard_later), so that pruning and a later --resume see only this run's history.
-  s.world->barrier();  // every rank has read its files before any is moved
-  if (s.writer()) {
-    set_aside_ = set_aside_later_checkpoints(config_.run_dir, step_, discard_later_);
-    repair_best_checkpoint(config_.run_dir, s.best_step, set_aside_);
-  }
-  s.world->barrier();
-  info("[resume] continuing from ", path, " at step ", step_);
 }
 
 // ---- one update ----------------------------------------------------------------------------------
@@ -476,45 +351,6 @@ void Trainer::stop_on_request(int signal) {
       detail::concat("stopped by ", stop_reason(signal), " at step ", step_, "; ", where, "; continue with --resume");
   log_warn("[train] " + message);
   throw Interrupted(message, signal);
-}
-
-// ---- checkpoints ---------------------------------------------------------------------------------
-
-void Trainer::save_checkpoint(bool best) {
-  auto& s = *state_;
-  // A non-finite model is never written (skipped updates keep it finite; this is the last guard).
-  std::vector<at::Tensor> finite;
-  for (const auto& p : model_->parameters()) finite.push_back(at::isfinite(p).all());
-  if (!finite.empty() && !at::stack(finite).all().item<bool>()) {
-    std::string name;
-    for (const auto& p : model_->named_parameters())
-      if (name.empty() && !at::isfinite(p.value()).all().item<bool>()) name = p.key();
-    const auto list = list_step_checkpoints(config_.run_dir);
-    MOE_THROW(
-        "[checkpoint] step ", step_, ": the model has non-finite parameters ('", name, "'); not writing a checkpoint. ",
-        list.empty() ? std::string("No checkpoint was written yet") : "The last good one is " + list.back().second);
-  }
-  NamedState state = module_state(*model_);
-  for (auto& [k, v] : s.optimizer->state()) state[k] = v;
-  const auto rng = capture_random_state(s.device);
-  state["trainer.format"] = at::tensor(kRunCheckpointFormat, at::kLong);
-  state["trainer.step"] = at::tensor(step_, at::kLong);
-  state["trainer.config"] = string_tensor(config_.to_toml());
-  state["trainer.tokenizer"] = string_tensor(data_.tokenizer.serialized());
-  state["trainer.best_valid"] = at::tensor(s.best_valid, at::kDouble);
-  state["trainer.best_step"] = at::tensor(s.best_step, at::kLong);
-  state["trainer.validations_without_improvement"] = at::tensor(s.validations_without_improvement, at::kLong);
-  state["trainer.elapsed_s"] = at::tensor(s.elapsed_before + s.session_seconds, at::kDouble);
-  state["trainer.batcher"] = batcher_state_to_tensor(s.batcher->state());  // the same on every rank
-  // Every rank's generators (dropout, sampled experts): [W, state bytes], restored per rank when the
-  // world size is unchanged.
-  state["trainer.rng_cpu"] = s.world->all_gather(rng.cpu);
-  if (rng.cuda.defined()) state["trainer.rng_cuda"] = s.world->all_gather(rng.cuda);
-  save_run_checkpoint(config_.run_dir, step_, state, s.groups, best, config_.train.keep_last);
-  s.last_checkpoint_step = step_;
-  const int P = s.groups.expert_parallel_size();
-  info("[checkpoint] step ", step_, " -> ", step_checkpoint_path(config_.run_dir, step_),
-       P > 1 ? detail::concat(" + ", P, " expert shards") : std::string(), best ? " (best so far)" : "");
 }
 
 // ---- evaluation ----------------------------------------------------------------------------------

@@ -152,6 +152,7 @@ struct ParameterCount {
   int64_t expert = 0;     ///< all expert parameters
   double active = 0;      ///< parameters a token uses: non-expert + per MoE layer experts_per_token · one expert
   double forward_flops_per_token = 0;  ///< 2 · active matmul parameters of one source + one target token
+  double expert_flops_per_token = 0;   ///< the part of forward_flops_per_token spent in the MoE slots' experts
 };
 
 class TransformerModelImpl : public torch::nn::Module {

@@ -72,6 +72,9 @@ class Trainer {
   bool validate_and_track_best();
   /// True (logged, and a metrics record) when train.patience validations in a row did not improve.
   bool patience_exhausted();
+  /// The checkpoint to resume from (null for a fresh run, whose folder must hold no step checkpoints;
+  /// `resume_path` gets its path), after removing the temporaries of interrupted checkpoint writes.
+  std::unique_ptr<OpenedCheckpoint> open_run_folder(const std::string& resume_from, std::string& resume_path);
   void resume(const OpenedCheckpoint& checkpoint, const std::string& path);
 
   RunConfig config_;

@@ -262,6 +262,10 @@ TEST(TransformerTest, ParameterCountsByHand) {
   auto measured = moe_model->count_parameters({{"encoder.0", 1.0}, {"decoder.0", 1.0}});
   EXPECT_DOUBLE_EQ(measured.active, static_cast<double>(expected - 2 * ffn + 2 * (ffn + router)));
   EXPECT_GT(c.forward_flops_per_token, measured.forward_flops_per_token);
+  // Expert FLOPs: 2 per weight-matrix entry (d·h + h·d) of each active expert, over both MoE slots.
+  EXPECT_DOUBLE_EQ(dense->count_parameters().expert_flops_per_token, 0.0);
+  EXPECT_DOUBLE_EQ(c.expert_flops_per_token, 2.0 * 2 * 2 * (2 * d * h));
+  EXPECT_DOUBLE_EQ(measured.expert_flops_per_token, 2.0 * 2 * 1 * (2 * d * h));
 }
 
 TEST(TransformerTest, InvalidOptionsNameTheField) {
