@@ -113,11 +113,18 @@ MoEOutput StratifiedMoEBlockImpl::forward_impl(const at::Tensor& x, const at::Te
                               "StratifiedMoEBlock");
   const int64_t T = h.size(0);
   auto ids = token_ids.defined() ? token_ids.reshape({-1}) : at::Tensor();
-  auto pad = padding.defined() ? padding.reshape({-1}).to(at::kCPU) : at::Tensor();
+  // The state machine lives on the input's device. Per pass it reads two values back to the host:
+  // the number of tokens at the current stratum (nonzero: the pass's shape) and the next stratum
+  // (min over the tokens' states: whether to run another pass). docs/gpu-training.md lists them.
+  const auto device = h.device();
+  auto pad = padding.defined() ? padding.reshape({-1}).to(device) : at::Tensor();
   auto long_cpu = at::TensorOptions().dtype(at::kLong);
+  auto long_dev = long_cpu.device(device);
+  if (!stratum_table_.defined() || stratum_table_.device() != device)
+    stratum_table_ = at::tensor(stratum_of_, at::kLong).to(device);
 
-  auto state = at::zeros({T}, long_cpu);         // stratum each token waits for; L = done
-  auto experts_used = at::zeros({T}, long_cpu);  // experts that processed each token, over all passes
+  auto state = at::zeros({T}, long_dev);         // stratum each token waits for; L = done
+  auto experts_used = at::zeros({T}, long_dev);  // experts that processed each token, over all passes
   std::vector<MoEStats> passes;
 
   int64_t s = agree_on_stratum(T == 0 ? L : 0);
@@ -141,20 +148,16 @@ MoEOutput StratifiedMoEBlockImpl::forward_impl(const at::Tensor& x, const at::Te
     RoutingContext context;
     context.leading_shape = {active.size(0)};
     if (ids.defined()) context.token_ids = ids.index_select(0, active);
-    if (pad.defined()) context.padding = pad.index_select(0, active).to(h.device());
+    if (pad.defined()) context.padding = pad.index_select(0, active);
     auto pass =
         run_routing_pass(*gates[s], *experts, input, context, first_expert_[s], E, options.expert_group, grad_anchor_);
     h = h.index_copy(0, active, h_active + pass.output);
 
     // Next stratum: that of the pre-capacity top-1 expert, plus one (an empty slot 0 moves on by one).
-    auto top1 = pass.expert_index.select(1, 0).contiguous();
-    auto next = at::empty_like(top1);
-    for (int64_t i = 0; i < top1.size(0); ++i) {
-      const int64_t e = top1.data_ptr<int64_t>()[i];
-      next.data_ptr<int64_t>()[i] = (e >= 0 ? stratum_of_[e] : s) + 1;
-    }
+    auto top1 = pass.expert_index.select(1, 0).to(at::kLong);
+    auto next = at::where(top1.ge(0), stratum_table_.index_select(0, top1.clamp_min(0)), s) + 1;
     state.index_copy_(0, active, next);
-    experts_used.index_add_(0, active, pass.kept_per_token.cpu());
+    experts_used.index_add_(0, active, pass.kept_per_token.to(at::kLong));
     passes.push_back(std::move(pass.stats));
     s = agree_on_stratum(state.min().item<int64_t>());
   }
@@ -170,7 +173,8 @@ MoEOutput StratifiedMoEBlockImpl::forward_impl(const at::Tensor& x, const at::Te
   result.stats.padding =
       pad.defined() && options.router_options.mask_padding ? pad.sum().to(at::kLong) : at::zeros({}, at::kLong);
   result.stats.experts_per_token_histogram = at::bincount(experts_used, {}, 1);
-  if (passes.empty()) {
+  if (passes.empty()) {  // merge_stats' empty statistics are on the host; so is this block's then
+    result.stats.experts_per_token_histogram = result.stats.experts_per_token_histogram.cpu();
     result.stats.tokens_per_expert = at::zeros({E}, long_cpu);
     result.stats.requested_per_expert = at::zeros({E}, long_cpu);
   }

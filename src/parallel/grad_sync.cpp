@@ -130,11 +130,15 @@ void GradientSynchronizer::synchronize() {
 }
 
 double GradientSynchronizer::global_norm() const {
+  // Summed on the parameters' device in a fixed order; read once (the norm decides skip and clip).
   auto squares = [](const std::vector<at::Tensor>& params) {
-    auto total = at::zeros({1}, at::kDouble);
-    for (const auto& p : params)
-      if (p.grad().defined()) total += p.grad().detach().to(at::kDouble).pow(2).sum().cpu();
-    return total;
+    at::Tensor total;
+    for (const auto& p : params) {
+      if (!p.grad().defined()) continue;
+      auto sq = p.grad().detach().to(at::kDouble).pow(2).sum().reshape({1});
+      total = total.defined() ? total + sq : at::zeros({1}, sq.options()) + sq;
+    }
+    return total.defined() ? total.cpu() : at::zeros({1}, at::kDouble);
   };
   auto expert = squares(experts_);
   if (groups_.expert && groups_.expert->size() > 1) groups_.expert->all_reduce(expert);

@@ -136,7 +136,11 @@ StepRecord Trainer::train_step() {
   const int64_t pad = SentencePieceTokenizer::kPad;
   StepRecord rec;
   rec.tokens = total_tokens;
-  double loss_sum = 0, nll_sum = 0, aux = 0, consistency = 0;
+  // The update's sums stay on the device (float64) and are read once, after the last backward.
+  const auto sum_options = at::TensorOptions().dtype(at::kDouble).device(s.device);
+  at::Tensor loss_sum = at::zeros({}, sum_options), nll_sum = at::zeros({}, sum_options),
+             aux = at::zeros({}, sum_options), consistency = at::zeros({}, sum_options);
+  auto value = [](const at::Tensor& x) { return x.detach().to(at::kDouble); };
   for (size_t bi = 0; bi < batches.size(); ++bi) {
     const auto& b = batches[bi];
     const auto src = b.source.to(s.device), tin = b.target_input.to(s.device), tout = b.target_output.to(s.device);
@@ -151,7 +155,7 @@ StepRecord Trainer::train_step() {
       auto run_pass = [&] {
         auto out = forward();
         auto ls = label_smoothed_cross_entropy(out.logits, tout, t.label_smoothing, pad);
-        nll_sum += ls.nll.item<double>() / 2.0;
+        nll_sum += value(ls.nll) / 2.0;
         s.stats.add(out.moe, direction);
         return PassResult{out.logits, ls.loss, out.aux_loss * share};
       };
@@ -159,15 +163,15 @@ StepRecord Trainer::train_step() {
       co.alpha = config_.model.moe.thor_alpha;
       auto r = consistency_training_step(run_pass, tout.eq(pad), total_tokens, co);
       loss = r.loss;
-      loss_sum += (r.task_loss_a + r.task_loss_b).item<double>() / 2.0;
-      consistency += r.consistency.item<double>();
+      loss_sum += value(r.task_loss_a + r.task_loss_b) / 2.0;
+      consistency += value(r.consistency);
     } else {
       auto out = forward();
       auto ls = label_smoothed_cross_entropy(out.logits, tout, t.label_smoothing, pad);
       loss = ls.loss / static_cast<double>(total_tokens) + out.aux_loss * share;
-      loss_sum += ls.loss.item<double>();
-      nll_sum += ls.nll.item<double>();
-      aux += out.aux_loss.item<double>() * share;
+      loss_sum += value(ls.loss);
+      nll_sum += value(ls.nll);
+      aux += value(out.aux_loss) * share;
       s.stats.add(out.moe, direction);
     }
     if (update_fault_hook() && update_fault_hook()(step_ + 1)) loss = loss * std::nan("");  // tests only
@@ -177,7 +181,7 @@ StepRecord Trainer::train_step() {
   }
   s.sync->synchronize();
   rec.grad_norm = s.sync->global_norm();
-  auto sums = at::tensor({loss_sum, nll_sum, aux, consistency}, at::kDouble);
+  auto sums = at::stack({loss_sum, nll_sum, aux, consistency}).cpu();  // the step's one read of the sums
   s.world->all_reduce(sums);
   const double n = static_cast<double>(total_tokens);
   rec.loss = sums[0].item<double>() / n;

@@ -12,6 +12,7 @@
 #include "moe/core/build_config.h"
 #include "moe/core/error.h"
 #include "moe/layers/moe_layer.h"
+#include "moe/layers/stratified_moe_block.h"
 #include "moe/ops/dispatch_combine.h"
 #include "moe/ops/grouped_gemm.h"
 #include "moe/ops/layout.h"
@@ -231,6 +232,50 @@ TEST(MoELayer_CUDA, ForwardAndBackwardMatchTheCpuForEveryRouter) {
         EXPECT_TRUE(all_close(got[i], ref[i], {1e-4, 1e-3}, /*require_nonzero=*/i < 2)) << "tensor " << i;
       }
     }
+  }
+}
+
+// SMoE's stratified block (several passes whose sizes the routing decides; the state machine on the
+// device): fp32 on the GPU against the CPU, forward, input and parameter gradients, statistics, with
+// padding masked out, in evaluation mode (greedy second expert, no dropout) and with capacity drops.
+TEST(StratifiedMoEBlock_CUDA, ForwardAndBackwardMatchTheCpu) {
+  MOE_REQUIRE_GPU();
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(fresh_seed());
+  for (const bool masked : {false, true}) {
+    SCOPED_TRACE(masked ? "padding masked" : "no padding");
+    StratifiedMoEBlockOptions o(32, {4, 2, 2}, 48);
+    o.router_options.second_expert_policy = SecondExpertPolicy::kGreedy;
+    o.router_options.sample_in_eval = false;
+    o.router_options.mask_padding = masked;
+    torch::manual_seed(11);
+    StratifiedMoEBlock cpu(o);
+    torch::manual_seed(11);
+    StratifiedMoEBlock gpu(o);
+    gpu->to(kGpu);
+    cpu->eval();
+    gpu->eval();
+    const int64_t B = 16, S = 24;
+    auto x = at::randn({B, S, 32}, gen);
+    auto dy = at::randn({B, S, 32}, gen);
+    auto lengths = at::randint(S / 2, S + 1, {B, 1}, gen, at::kLong);
+    auto padding = at::arange(S, at::kLong).unsqueeze(0).ge(lengths);
+    auto run = [&](StratifiedMoEBlock& block, at::Device dev) {
+      block->zero_grad();
+      auto xi = x.to(dev).detach().requires_grad_(true);
+      auto out = block->forward(xi, at::Tensor(), masked ? padding.to(dev) : at::Tensor());
+      ((out.output * dy.to(dev)).sum() + out.stats.total_aux_loss().to(dev)).backward();
+      std::vector<at::Tensor> r{out.output.detach().cpu(), xi.grad().cpu(),
+                                out.stats.passes_per_token.to(at::kDouble).cpu().reshape({1}),
+                                out.stats.experts_per_token_histogram.cpu().to(at::kDouble)};
+      for (const auto& p : block->named_parameters())
+        r.push_back(p.value().grad().defined() ? p.value().grad().cpu() : at::zeros_like(p.value()).cpu());
+      return r;
+    };
+    auto ref = run(cpu, at::kCPU);
+    auto got = run(gpu, kGpu);
+    ASSERT_EQ(got.size(), ref.size());
+    for (size_t i = 0; i < got.size(); ++i)
+      EXPECT_TRUE(all_close(got[i], ref[i], {1e-4, 1e-3}, /*require_nonzero=*/i < 2)) << "tensor " << i;
   }
 }
 

@@ -80,6 +80,7 @@ class StratifiedMoEBlockImpl : public FeedForwardBlockImpl {
  private:
   std::vector<int64_t> first_expert_;  ///< global id of each stratum's first expert
   std::vector<int64_t> stratum_of_;    ///< stratum of each global expert id
+  at::Tensor stratum_table_;           ///< stratum_of_ as [E] int64 on the device of the last input
   at::Tensor grad_anchor_;             ///< see all_to_all_rows
   /// The smallest next stratum over the expert-parallel group (this rank's own without a group).
   int64_t agree_on_stratum(int64_t local) const;
