@@ -45,6 +45,20 @@ std::string number(double v) {
   return buf;
 }
 
+// A tick label with just enough decimals that ticks `step` apart read differently.
+std::string tick_label(double v, double step) {
+  const double a = std::fabs(v);
+  if ((a != 0 && (a < 1e-3 || a >= 1e5)) || !(step > 0)) return number(v);
+  char buf[32];
+  if (step < 1e-3) {  // an axis of small values (a learning rate): all in the same notation
+    std::snprintf(buf, sizeof(buf), "%.1e", v);
+    return buf;
+  }
+  const int decimals = std::min(6, std::max(0, static_cast<int>(std::ceil(-std::log10(step)))));
+  std::snprintf(buf, sizeof(buf), "%.*f", decimals, v);
+  return buf;
+}
+
 struct Series {
   std::string name, color;
   std::vector<std::pair<double, double>> points;  ///< (update, value); non-finite values are skipped
@@ -76,7 +90,10 @@ std::string line_chart(const std::string& title, const std::string& y_label, std
         << "\" text-anchor=\"middle\" fill=\"#888\">no data yet</text></svg>";
     return svg.str();
   }
-  if (x1 == x0) x1 = x0 + 1;
+  if (x1 - x0 < 4) {  // fewer updates than ticks (e.g. one statistics record): whole-update ticks around them
+    const double mid = std::round((x0 + x1) / 2);
+    x0 = mid - 2, x1 = mid + 2;
+  }
   if (y1 == y0) y0 -= 0.5, y1 += 0.5;
   const double pad = 0.05 * (y1 - y0);
   y0 -= pad, y1 += pad;
@@ -91,7 +108,7 @@ std::string line_chart(const std::string& title, const std::string& y_label, std
         << number(std::round(xv)) << "</text>";
     svg << "<line x1=\"" << left << "\" y1=\"" << py(yv) << "\" x2=\"" << W - right << "\" y2=\"" << py(yv)
         << "\" stroke=\"#eee\"/><text x=\"" << left - 4 << "\" y=\"" << py(yv) + 4 << "\" text-anchor=\"end\">"
-        << number(log_y ? std::pow(10.0, yv) : yv) << "</text>";
+        << (log_y ? number(std::pow(10.0, yv)) : tick_label(yv, (y1 - y0) / 4)) << "</text>";
   }
   svg << "<text x=\"" << (left + W - right) / 2 << "\" y=\"" << H - 6 << "\" text-anchor=\"middle\">update</text>"
       << "<text x=\"12\" y=\"" << (top + H - bottom) / 2 << "\" transform=\"rotate(-90 12 " << (top + H - bottom) / 2
