@@ -5,7 +5,6 @@
 #include <torch/nn/init.h>
 
 #include <cmath>
-#include <limits>
 
 #include "moe/core/error.h"
 
@@ -71,26 +70,33 @@ at::Tensor MultiheadAttentionImpl::forward(const at::Tensor& query, const at::Te
     }
   }
   const int64_t Tk = k.size(2);
-  auto q = split_heads(q_proj(query)) * (1.0 / std::sqrt(static_cast<double>(dh)));
-  auto scores = at::matmul(q, k.transpose(-2, -1));  // [N, H, Tq, Tk]
+  auto q = split_heads(q_proj(query));
+  // LibTorch's scaled_dot_product_attention: flash / memory-efficient kernels on CUDA (sm_80+) and a
+  // flash kernel on the CPU, softmax accumulated in fp32 for bf16/fp16 inputs (fp64 for fp64).
+  // `allowed` is true where a query may attend to a key; undefined = everywhere.
+  at::Tensor allowed;
   if (key_padding.defined()) {
     MOE_CHECK(key_padding.dim() == 2 && key_padding.size(0) == N && key_padding.size(1) == Tk &&
                   key_padding.scalar_type() == at::kBool,
               "MultiheadAttention: key_padding must be [", N, ", ", Tk, "] bool, got ", key_padding.sizes(), " ",
               key_padding.scalar_type());
-    scores = scores.masked_fill(key_padding.view({N, 1, 1, Tk}), -std::numeric_limits<double>::infinity());
+    allowed = key_padding.logical_not().view({N, 1, 1, Tk});
   }
-  if (causal) {
+  // Without a cache or padding, the kernels' own causal mask (query i sees keys 0..i) is the rule.
+  const bool kernel_causal = causal && past == 0 && Tq == Tk && !allowed.defined();
+  if (causal && !kernel_causal) {
     // Query i sits at absolute position past + i and may see keys 0 .. past + i.
     auto qpos = at::arange(past, past + Tq, query.options().dtype(at::kLong)).view({Tq, 1});
     auto kpos = at::arange(Tk, query.options().dtype(at::kLong)).view({1, Tk});
-    scores = scores.masked_fill(kpos > qpos, -std::numeric_limits<double>::infinity());
+    auto visible = kpos.le(qpos).view({1, 1, Tq, Tk});
+    allowed = allowed.defined() ? allowed.logical_and(visible) : visible;
   }
-  // Softmax in fp32 at least (bf16/fp16 scores), in fp64 for fp64 inputs.
-  const auto softmax_type = scores.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  auto probs = at::softmax(scores, -1, softmax_type).to(v.scalar_type());
-  if (options.dropout > 0 && is_training()) probs = at::dropout(probs, options.dropout, /*train=*/true);
-  auto out = at::matmul(probs, v).transpose(1, 2).reshape({N, Tq, options.d_model});
+  const double dropout = options.dropout > 0 && is_training() ? options.dropout : 0.0;
+  auto out = at::scaled_dot_product_attention(
+                 q, k, v, allowed.defined() ? std::optional<at::Tensor>(allowed) : std::optional<at::Tensor>(), dropout,
+                 kernel_causal, 1.0 / std::sqrt(static_cast<double>(dh)))
+                 .transpose(1, 2)
+                 .reshape({N, Tq, options.d_model});
   return out_proj(out);
 }
 

@@ -79,10 +79,21 @@ OpenedCheckpoint convert_single_process_format1(torch::serialize::InputArchive& 
   model->load(model_archive);
   std::vector<std::pair<std::string, at::Tensor>> named;
   for (const auto& p : model->named_parameters()) named.emplace_back(p.key(), p.value());
-  Optimizer optimizer(named, out.config.train);
-  optimizer.adamw().load(optimizer_archive);
+  // Format 1 stored LibTorch's torch::optim::AdamW archive: load it into one and take its moments by
+  // parameter name (the names the fused optimizer's state uses).
+  std::vector<at::Tensor> params;
+  for (const auto& [name, p] : named) params.push_back(p);
+  torch::optim::AdamW adamw(params, torch::optim::AdamWOptions(out.config.train.lr));
+  adamw.load(optimizer_archive);
   out.state = module_state(*model);
-  for (auto& [k, v] : optimizer.state()) out.state[k] = v;
+  for (const auto& [name, p] : named) {
+    auto it = adamw.state().find(p.unsafeGetTensorImpl());
+    if (it == adamw.state().end()) continue;
+    auto& st = static_cast<torch::optim::AdamWParamState&>(*it->second);
+    out.state["optimizer." + name + ".exp_avg"] = st.exp_avg();
+    out.state["optimizer." + name + ".exp_avg_sq"] = st.exp_avg_sq();
+    out.state["optimizer." + name + ".step"] = at::tensor(st.step(), at::kLong);
+  }
   out.state["trainer.format"] = at::tensor(int64_t{1});
   out.state["trainer.step"] = read("step");
   out.state["trainer.batcher"] = read("batcher");
