@@ -291,7 +291,9 @@ void Trainer::train() {
       info("[train] stopping at step ", step_, ": ", s.stop_reason);
       break;
     }
+    const auto step_start = clock::now();
     auto rec = train_step();
+    rec.seconds = std::chrono::duration<double>(clock::now() - step_start).count();
     progress.add(rec);
     if (rec.skipped) {
       count_skipped_update(rec);

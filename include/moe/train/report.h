@@ -30,6 +30,7 @@ struct StepRecord {
   double grad_norm = 0;
   int64_t tokens = 0;    ///< target tokens in the update
   bool skipped = false;  ///< the loss or a gradient was not finite: no update was made (step not advanced)
+  double seconds = 0;    ///< wall time of the update (forward, backward, gradient sums, optimizer step)
 };
 
 /// The update loop's progress: a window of StepRecords, reported as one line (rewritten in place on a
