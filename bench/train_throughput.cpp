@@ -60,14 +60,9 @@ int main(int argc, char** argv) {
   app.add_option("--matmul-size", matmul_n, "n of the n x n x n matmul reference (0: 1024 on the CPU, 8192 on CUDA)")
       ->check(CLI::Range(int64_t{0}, int64_t{32768}));
   try {
-    auto args = moe::cli::take_router_settings(argc, argv, config_options);
-    try {
-      app.parse(args);
-    } catch (const CLI::ParseError& e) {
-      return app.exit(e);
-    }
-    config_options.file_given = app.count("--config") > 0;
-    auto config = moe::cli::resolve_config(config_options);
+    moe::RunConfig config;
+    int exit_code = 0;
+    if (!moe::cli::parse_run_config(app, argc, argv, config_options, config, exit_code)) return exit_code;
     auto& t = config.train;
     t.max_steps = warmup + updates;
     t.max_minutes = 0;

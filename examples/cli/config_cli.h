@@ -79,4 +79,21 @@ inline RunConfig resolve_config(const ConfigOptions& options) {
   return config;
 }
 
+/// Parses the command line into `app` and `options` (router settings first) and resolves the run
+/// configuration. Returns false with `exit_code` set when the program should end here (--help, or a
+/// parse error CLI11 has printed).
+inline bool parse_run_config(CLI::App& app, int argc, char** argv, ConfigOptions& options, RunConfig& config,
+                             int& exit_code) {
+  auto args = take_router_settings(argc, argv, options);
+  try {
+    app.parse(args);
+  } catch (const CLI::ParseError& e) {
+    exit_code = app.exit(e);
+    return false;
+  }
+  options.file_given = app.count("--config") > 0;
+  config = resolve_config(options);
+  return true;
+}
+
 }  // namespace moe::cli

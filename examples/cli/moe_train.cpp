@@ -33,14 +33,9 @@ int main(int argc, char** argv) {
   app.footer("Settings of a router of your own: --moe.router.<name> VALUE (the [moe.router] table of a config file).");
   std::string run_dir;
   try {
-    auto args = moe::cli::take_router_settings(argc, argv, config_options);
-    try {
-      app.parse(args);
-    } catch (const CLI::ParseError& e) {
-      return app.exit(e);
-    }
-    config_options.file_given = app.count("--config") > 0;
-    auto config = moe::cli::resolve_config(config_options);
+    moe::RunConfig config;
+    int exit_code = 0;
+    if (!moe::cli::parse_run_config(app, argc, argv, config_options, config, exit_code)) return exit_code;
     if (dump) {
       std::cout << config.to_toml();
       return 0;
