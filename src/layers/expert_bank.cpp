@@ -2,6 +2,8 @@
 #include "moe/layers/expert_bank.h"
 
 #include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
+#include <torch/autograd.h>
 #include <torch/nn/functional/dropout.h>
 
 #include <cmath>
@@ -9,6 +11,39 @@
 #include "moe/core/error.h"
 
 namespace moe {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::tensor_list;
+
+// A bank's stack as a differentiable function of the expert parameters that alias it: the forward
+// returns the stack's storage itself (no copy); the backward hands each parameter its slice of the
+// stack's gradient (views of one buffer, no copy either).
+struct StackOfParameters : public torch::autograd::Function<StackOfParameters> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& storage, at::TensorList parameters) {
+    ctx->saved_data["count"] = static_cast<int64_t>(parameters.size());
+    return storage.detach();
+  }
+  static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
+    const int64_t count = ctx->saved_data["count"].toInt();
+    tensor_list out{at::Tensor()};  // the storage itself takes no gradient
+    if (!grads[0].defined()) {
+      out.resize(static_cast<size_t>(count) + 1);
+      return out;
+    }
+    for (auto& part : grads[0].unbind(0)) out.push_back(part);
+    return out;
+  }
+};
+
+struct Kind {
+  at::Tensor FFNImpl::*member;
+  const char* name;
+};
+constexpr Kind kKinds[] = {{&FFNImpl::w1, "w1"}, {&FFNImpl::b1, "b1"}, {&FFNImpl::w2, "w2"},
+                           {&FFNImpl::b2, "b2"}, {&FFNImpl::w3, "w3"}, {&FFNImpl::b3, "b3"}};
+
+}  // namespace
 
 Activation parse_activation(const std::string& name) {
   if (name == "relu") return Activation::kRelu;
@@ -114,6 +149,50 @@ ExpertBankImpl::ExpertBankImpl(const ExpertBankOptions& options_) : options(opti
     }
   }
   reset_parameters();
+  restack();
+}
+
+void ExpertBankImpl::restack() {
+  torch::NoGradGuard no_grad;
+  stacks_.clear();
+  for (const Kind& kind : kKinds) {
+    if (!((*experts_.front()).*kind.member).defined()) continue;
+    std::vector<at::Tensor> parts;
+    for (auto& e : experts_) parts.push_back(((*e).*kind.member).detach());
+    Stack stack{kind.member, kind.name, at::stack(parts)};
+    // set_data keeps each parameter's identity (name, autograd leaf, optimizer handle, gradient) and
+    // points it at its slice of the stack.
+    for (size_t i = 0; i < experts_.size(); ++i) ((*experts_[i]).*kind.member).set_data(stack.storage[i]);
+    stacks_.push_back(std::move(stack));
+  }
+  ++restacks_;
+}
+
+bool ExpertBankImpl::stacks_intact() const {
+  if (stacks_.empty()) return false;
+  for (const auto& stack : stacks_) {
+    const auto& s = stack.storage;
+    for (size_t i = 0; i < experts_.size(); ++i) {
+      const at::Tensor& p = (*experts_[i]).*stack.member;
+      if (!p.defined() || p.device() != s.device() || p.scalar_type() != s.scalar_type() || !p.is_alias_of(s) ||
+          p.storage_offset() != s.storage_offset() + static_cast<int64_t>(i) * s.stride(0) ||
+          p.sizes() != s.sizes().slice(1) || p.strides() != s.strides().slice(1))
+        return false;
+    }
+  }
+  return true;
+}
+
+at::Tensor ExpertBankImpl::stacked(const std::string& kind) const {
+  for (const auto& stack : stacks_)
+    if (stack.kind == kind) return stack.storage;
+  throw Error("ExpertBank: no stacked parameter '" + kind + "' (this FFN has " +
+              [&] {
+                std::string names;
+                for (const auto& stack : stacks_) names += (names.empty() ? "" : ", ") + stack.kind;
+                return names;
+              }() +
+              ")");
 }
 
 void ExpertBankImpl::reset_parameters() {
@@ -160,7 +239,7 @@ at::Tensor ExpertBankImpl::forward(const at::Tensor& packed, const at::Tensor& r
   }
   MOE_CHECK(total == packed.size(0), "ExpertBank: rows_per_expert sums to ", total, " but packed has ",
             packed.size(0), " rows");
-  if (packed.is_cuda()) return forward_grouped(packed, sizes);
+  if (packed.is_cuda() || options.gemm != GroupedGemmBackend::kAuto) return forward_grouped(packed, sizes);
   // split_with_sizes, not one narrow per expert: its backward is a single concatenation, whereas
   // each narrow's backward would materialise a full [N, d] gradient.
   auto segments = packed.split_with_sizes(sizes, 0);
@@ -175,25 +254,37 @@ at::Tensor ExpertBankImpl::forward(const at::Tensor& packed, const at::Tensor& r
 at::Tensor ExpertBankImpl::forward_grouped(const at::Tensor& packed, const std::vector<int64_t>& rows) {
   namespace F = torch::nn::functional;
   const FFNOptions& o = options.ffn;
-  // Stacked per matrix: [E, d, h] weights and [E, h] biases (undefined when the FFN has none).
-  auto stacked = [&](at::Tensor FFNImpl::*member) {
-    std::vector<at::Tensor> parts;
-    for (auto& e : experts_) parts.push_back((*e).*member);
-    return parts.front().defined() ? at::stack(parts) : at::Tensor();
+  if (!stacks_intact()) restack();
+  // Under autocast the grouped GEMMs run in the autocast dtype, as at::linear would: the stacks are
+  // cast once per forward (the cast's backward returns fp32 gradients to the fp32 parameters).
+  const auto device_type = packed.device().type();
+  const bool cast = at::autocast::is_autocast_enabled(device_type) && packed.scalar_type() != at::kDouble;
+  const auto dtype = cast ? at::autocast::get_autocast_dtype(device_type) : packed.scalar_type();
+  // [E, d, h] weights and [E, h] biases straight from the stacked storage (undefined when the FFN
+  // has none).
+  auto stacked_param = [&](at::Tensor FFNImpl::*member) -> at::Tensor {
+    for (const auto& stack : stacks_) {
+      if (stack.member != member) continue;
+      std::vector<at::Tensor> params;
+      for (auto& e : experts_) params.push_back((*e).*member);
+      auto w = StackOfParameters::apply(stack.storage, at::TensorList(params));
+      return w.scalar_type() == dtype ? w : w.to(dtype);
+    }
+    return at::Tensor();
   };
-  auto x = packed.contiguous();
-  auto h = grouped_linear(x, stacked(&FFNImpl::w1), stacked(&FFNImpl::b1), rows, options.gemm);
+  auto x = packed.to(dtype).contiguous();
+  auto h = grouped_linear(x, stacked_param(&FFNImpl::w1), stacked_param(&FFNImpl::b1), rows, options.gemm);
   switch (o.activation) {
     case Activation::kRelu: h = at::relu(h); break;
     case Activation::kGelu: h = at::gelu(h); break;
     case Activation::kSwiGLU:
-      h = at::silu(h) * grouped_linear(x, stacked(&FFNImpl::w3), stacked(&FFNImpl::b3), rows, options.gemm);
+      h = at::silu(h) * grouped_linear(x, stacked_param(&FFNImpl::w3), stacked_param(&FFNImpl::b3), rows, options.gemm);
       break;
   }
   if (o.activation_dropout > 0) {
     h = F::dropout(h, F::DropoutFuncOptions().p(o.activation_dropout).training(is_training()));
   }
-  auto y = grouped_linear(h, stacked(&FFNImpl::w2), stacked(&FFNImpl::b2), rows, options.gemm);
+  auto y = grouped_linear(h, stacked_param(&FFNImpl::w2), stacked_param(&FFNImpl::b2), rows, options.gemm);
   if (o.output_dropout > 0) {
     y = F::dropout(y, F::DropoutFuncOptions().p(o.output_dropout).training(is_training()));
   }

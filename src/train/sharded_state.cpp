@@ -21,7 +21,11 @@ void write_state_file(const std::string& path, const NamedState& state, const Na
   int64_t i = 0;
   for (const auto& [name, tensor] : state) {
     names += name + "\n";
-    archive.write("t" + std::to_string(i++), tensor.detach().cpu().contiguous());
+    auto t = tensor.detach().cpu().contiguous();
+    // A slice of a larger storage (an expert's parameter inside its bank's stack) is written on its
+    // own: the archive stores whole storages.
+    if (t.storage().nbytes() != static_cast<size_t>(t.nbytes())) t = t.clone();
+    archive.write("t" + std::to_string(i++), t);
   }
   archive.write("names", string_tensor(names));
   for (const auto& [key, tensor] : meta) archive.write(key, tensor);

@@ -4,6 +4,14 @@
 // Parameters are named by global expert id ("3.w1" inside the bank, "experts.3.w1" in an MoELayer),
 // so checkpoints do not depend on how experts are sharded across ranks. Weight layout per expert:
 // w1 [d, h], b1 [h], w2 [h, d], b2 [d]; the gated activation (SwiGLU) adds w3 [d, h], b3 [h].
+//
+// Stacked storage: the bank keeps each kind of matrix of its experts in one tensor ([E_local, d, h]
+// for w1, [E_local, h] for b1, ...), and every expert's parameter is a slice of it (the parameters
+// share the storage, they are still separate leaves with their own names and gradients). The
+// grouped path hands that storage to the grouped GEMM as it is: no forward copies the weights into a
+// stack. The optimizer's in-place updates and a checkpoint's copy_ land in the storage too. Anything
+// that gives a parameter new storage (Module::to, set_data) is noticed at the next forward, which
+// rebuilds the stacks once (counted by restacks()).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -69,8 +77,10 @@ struct ExpertBankOptions {
   int64_t first_expert = 0;
   int64_t num_local_experts = -1;  ///< experts held here; -1 = all from first_expert to E-1
   ExpertInit init = ExpertInit::kIndependent;
-  /// How the experts run on CUDA: one grouped GEMM per weight over all segments (kAuto picks
-  /// at::_grouped_mm for bf16 on sm_90), or one GEMM per expert. The CPU always runs one per expert.
+  /// How the experts run. CUDA: always the grouped path over the stacked weights, one grouped GEMM
+  /// per matrix over all segments (kAuto picks at::_grouped_mm for bf16 on sm_90, else one GEMM per
+  /// group). CPU: kAuto runs one FFN per expert; kGroupedMM or kPerGroup run the grouped path there
+  /// too (how the CPU tests check it).
   GroupedGemmBackend gemm = GroupedGemmBackend::kAuto;
 
   void validate(const std::string& owner = "ExpertBankOptions") const;
@@ -85,20 +95,40 @@ class ExpertBankImpl : public torch::nn::Module {
 
   /// packed: [N, d] floating, rows grouped by local expert in order (DispatchLayout packing).
   /// rows_per_expert: [num_local_experts] int64 on the CPU, summing to N.
-  /// Returns [N, d]: each segment through its expert. CPU: one matmul chain per non-empty segment.
-  /// CUDA: the experts' weights stacked per matrix ([E, d, h]; a copy each call, differentiable) and
-  /// every matrix applied to all segments by grouped_linear (moe/ops/grouped_gemm.h).
+  /// Returns [N, d]: each segment through its expert, in packed's dtype (under autocast on packed's
+  /// device, the grouped path computes and returns in the autocast dtype, as at::linear does).
+  /// Grouped path (CUDA; CPU with an explicit gemm backend): every matrix applied to all segments by
+  /// grouped_linear (moe/ops/grouped_gemm.h) straight from the stacked storage. CPU default: one
+  /// matmul chain per non-empty segment.
   at::Tensor forward(const at::Tensor& packed, const at::Tensor& rows_per_expert);
 
   /// The expert with global id `global_id` (must be held by this bank).
   FFN expert(int64_t global_id) const;
 
+  /// The stacked storage of one kind of parameter ("w1", "b1", "w2", "b2", "w3", "b3"):
+  /// [num_local_experts, ...] with the parameter's shape after the first dimension, the parameters'
+  /// dtype and device, no gradient. Throws for a kind this FFN does not have.
+  at::Tensor stacked(const std::string& kind) const;
+  /// Whether every expert parameter is still the slice of its stack.
+  bool stacks_intact() const;
+  /// How often this bank has built its stacks (1 after construction; +1 each time a forward found a
+  /// parameter with new storage, e.g. after Module::to).
+  int64_t restacks() const { return restacks_; }
+
   ExpertBankOptions options;
 
  private:
+  struct Stack {
+    at::Tensor FFNImpl::*member;  ///< which parameter of each expert
+    std::string kind;
+    at::Tensor storage;           ///< [E_local, ...], no gradient
+  };
+  void restack();
   at::Tensor forward_grouped(const at::Tensor& packed, const std::vector<int64_t>& rows);
   std::vector<FFN> experts_;
   FFN scratch_{nullptr};  ///< a shard's stand-in for the experts it does not hold (initial draws only)
+  std::vector<Stack> stacks_;
+  int64_t restacks_ = 0;
 };
 TORCH_MODULE(ExpertBank);
 

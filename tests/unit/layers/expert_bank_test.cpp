@@ -1,6 +1,7 @@
 // ExpertBank and FFN: parameter names by global expert id, optional biases, activations against
 // their formulas, replicated init, and the segment-wise forward against per-row computation.
 #include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -92,6 +93,148 @@ TEST(ExpertBankTest, SegmentsRunThroughTheirOwnExpert) {
   EXPECT_THROW(bank->forward(packed, at::tensor({2, 0, 3, 2}, at::kLong)), Error);
   EXPECT_EQ(bank->forward(packed.narrow(0, 0, 0), at::zeros({4}, at::kLong)).sizes(),
             (std::vector<int64_t>{0, 3}));
+}
+
+// Each expert's parameters are slices of one stack per kind of matrix, the grouped path runs from
+// that stack as it is, and only new storage (Module::to) makes a forward rebuild it.
+TEST(ExpertBankTest, ExpertParametersAreSlicesOfOneStackPerKind) {
+  auto o = bank_options(3, 5, 4, Activation::kSwiGLU);
+  o.first_expert = 1;
+  o.num_local_experts = 3;
+  ExpertBank bank(o);
+  EXPECT_TRUE(bank->stacks_intact());
+  EXPECT_EQ(bank->restacks(), 1);
+  for (const std::string kind : {"w1", "b1", "w2", "b2", "w3", "b3"}) {
+    auto stack = bank->stacked(kind);
+    EXPECT_FALSE(stack.requires_grad()) << kind;
+    EXPECT_EQ(stack.size(0), 3) << kind;
+    for (int64_t e = 0; e < 3; ++e) {
+      auto p = bank->named_parameters()[std::to_string(e + 1) + "." + kind];
+      EXPECT_TRUE(p.requires_grad() && p.is_leaf()) << kind;
+      EXPECT_EQ(p.data_ptr(), stack[e].data_ptr()) << kind << " expert " << e + 1;
+    }
+  }
+  EXPECT_EQ(bank->stacked("w1").sizes(), (std::vector<int64_t>{3, 3, 5}));
+  EXPECT_EQ(bank->stacked("w2").sizes(), (std::vector<int64_t>{3, 5, 3}));
+  try {
+    bank->stacked("w4");
+    ADD_FAILURE() << "no throw";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'w4' (this FFN has w1, b1, w2, b2, w3, b3)"), std::string::npos) << e.what();
+  }
+  // Independent draws per expert survive the stacking.
+  EXPECT_FALSE(at::equal(bank->stacked("w1")[0], bank->stacked("w1")[1]));
+}
+
+TEST(ExpertBankTest, GroupedPathFromTheStackMatchesEachExpertInFloat64) {
+  for (auto backend : {GroupedGemmBackend::kPerGroup, GroupedGemmBackend::kGroupedMM}) {
+    for (auto act : {Activation::kRelu, Activation::kSwiGLU}) {
+      auto o = bank_options(3, 4, 4, act);
+      ExpertBank per_expert(o);
+      per_expert->to(at::kDouble);
+      o.gemm = backend;
+      ExpertBank grouped(o);
+      grouped->to(at::kDouble);
+      {
+        torch::NoGradGuard no_grad;
+        auto from = per_expert->named_parameters();
+        for (auto& p : grouped->named_parameters()) p.value().copy_(from[p.key()]);
+      }
+      const auto counts = at::tensor({2, 0, 3, 1}, at::kLong);  // an expert without rows
+      auto x = at::randn({6, 3}, at::kDouble);
+      auto a = x.clone().requires_grad_(), b = x.clone().requires_grad_();
+      auto probe = at::randn({6, 3}, at::kDouble);
+      auto ya = per_expert->forward(a, counts), yb = grouped->forward(b, counts);
+      const auto what = to_string(backend) + " " + to_string(act);
+      EXPECT_TRUE(testing::all_close(yb, ya, testing::tolerance_for(at::kDouble))) << what;
+      (ya * probe).sum().backward();
+      (yb * probe).sum().backward();
+      EXPECT_TRUE(testing::all_close(b.grad(), a.grad(), testing::tolerance_for(at::kDouble))) << what;
+      auto ga = per_expert->named_parameters();
+      for (const auto& p : grouped->named_parameters()) {
+        const auto& want = ga[p.key()].grad();
+        ASSERT_TRUE(p.value().grad().defined()) << what << " " << p.key();
+        if (!want.defined() || at::equal(want, at::zeros_like(want))) {  // an expert without rows or active units
+          EXPECT_TRUE(at::equal(p.value().grad(), at::zeros_like(p.value()))) << what << " " << p.key();
+        } else {
+          EXPECT_TRUE(testing::all_close(p.value().grad(), want, testing::tolerance_for(at::kDouble)))
+              << what << " " << p.key();
+        }
+      }
+      // Finite differences through the stack (the parameters are perturbed in place, in the stack).
+      auto e2 = grouped->expert(2);
+      EXPECT_TRUE(testing::gradcheck([&] { return grouped->forward(b, counts); }, {b, e2->w1, e2->b1, e2->w2}))
+          << what;
+      EXPECT_EQ(grouped->restacks(), 2) << what;  // built at construction, rebuilt once after to(kDouble)
+    }
+  }
+}
+
+TEST(ExpertBankTest, ForwardsUpdatesAndLoadsKeepTheStackOnlyNewStorageRebuildsIt) {
+  auto o = bank_options(3, 4, 3);
+  o.gemm = GroupedGemmBackend::kPerGroup;
+  ExpertBank bank(o);
+  const auto counts = at::tensor({2, 1, 1}, at::kLong);
+  auto x = at::randn({4, 3});
+  const void* storage = bank->stacked("w1").data_ptr();
+  for (int step = 0; step < 3; ++step) {
+    bank->forward(x, counts).sum().backward();
+    torch::NoGradGuard no_grad;
+    for (auto& p : bank->parameters()) p.sub_(0.1 * p.grad());  // an optimizer's in-place update
+    bank->zero_grad();
+  }
+  {
+    torch::NoGradGuard no_grad;
+    bank->expert(1)->w2.copy_(at::full({4, 3}, 0.5));  // a checkpoint's copy_
+  }
+  EXPECT_EQ(bank->restacks(), 1);
+  EXPECT_EQ(bank->stacked("w1").data_ptr(), storage);
+  EXPECT_TRUE(at::equal(bank->stacked("w2")[1], at::full({4, 3}, 0.5)));
+  EXPECT_TRUE(at::equal(bank->stacked("b1")[2], bank->expert(2)->b1));
+  // New storage for the parameters: the next forward rebuilds the stack once, values unchanged.
+  auto before = bank->forward(x, counts).detach();
+  bank->to(at::kDouble);
+  EXPECT_FALSE(bank->stacks_intact());
+  auto after = bank->forward(x.to(at::kDouble), counts);
+  EXPECT_TRUE(bank->stacks_intact());
+  EXPECT_EQ(bank->restacks(), 2);
+  EXPECT_EQ(bank->stacked("w1").scalar_type(), at::kDouble);
+  EXPECT_TRUE(testing::all_close(after, before.to(at::kDouble), testing::tolerance_for(at::kFloat)));
+  bank->forward(x.to(at::kDouble), counts);
+  EXPECT_EQ(bank->restacks(), 2);
+}
+
+// Under autocast the grouped path computes in the autocast dtype, as at::linear does, and the fp32
+// parameters get fp32 gradients. (CPU autocast here; the trainer uses CUDA autocast in bf16.)
+TEST(ExpertBankTest, GroupedPathFollowsAutocast) {
+  auto o = bank_options(16, 32, 3, Activation::kGelu);  // smooth: bf16 rounding flips no relu gate
+  o.gemm = GroupedGemmBackend::kPerGroup;
+  ExpertBank bank(o);
+  const auto counts = at::tensor({5, 0, 7}, at::kLong);
+  auto x = at::randn({12, 16});
+  auto fp32 = bank->forward(x, counts);
+  fp32.sum().backward();
+  auto fp32_grad = bank->expert(2)->w1.grad().clone();
+  bank->zero_grad();
+  at::Tensor low;
+  {
+    at::autocast::set_autocast_enabled(at::kCPU, true);
+    at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
+    at::autocast::increment_nesting();
+    low = bank->forward(x, counts);
+    at::autocast::decrement_nesting();
+    at::autocast::clear_cache();
+    at::autocast::set_autocast_enabled(at::kCPU, false);
+  }
+  EXPECT_EQ(low.scalar_type(), at::kBFloat16);
+  EXPECT_TRUE(testing::all_close(low.to(at::kFloat), fp32, testing::tolerance_for(at::kBFloat16)));
+  low.to(at::kFloat).sum().backward();
+  const auto& g = bank->expert(2)->w1.grad();
+  EXPECT_EQ(g.scalar_type(), at::kFloat);
+  // Relative error of the whole gradient: bf16 keeps 8 significant bits (2^-8 = 0.4 %) per operand.
+  EXPECT_LT((g - fp32_grad).norm().item<double>(), 0.03 * fp32_grad.norm().item<double>());
+  EXPECT_GT(fp32_grad.norm().item<double>(), 0.0);
+  EXPECT_EQ(bank->restacks(), 1);
 }
 
 TEST(ExpertBankTest, DropoutPlacement) {
