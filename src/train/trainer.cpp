@@ -96,7 +96,10 @@ Trainer::Trainer(RunConfig config, const std::string& resume_from, bool discard_
   bo.max_tokens = config_.data.max_tokens;
   bo.temperature = config_.data.temperature;
   bo.seed = static_cast<uint64_t>(config_.train.seed);
-  s.batcher = std::make_unique<TokenBatcher>(data_.train, bo);
+  PrefetchOptions po;
+  po.depth = config_.data.prefetch;
+  po.pin_memory = s.device.is_cuda();
+  s.batcher = std::make_unique<BatchPrefetcher>(std::make_unique<TokenBatcher>(data_.train, bo), po);
 
   const auto metrics_path = (fs::path(config_.run_dir) / "metrics.jsonl").string();
   if (resumed) resume(*resumed, resume_path);
@@ -143,7 +146,10 @@ StepRecord Trainer::train_step() {
   auto value = [](const at::Tensor& x) { return x.detach().to(at::kDouble); };
   for (size_t bi = 0; bi < batches.size(); ++bi) {
     const auto& b = batches[bi];
-    const auto src = b.source.to(s.device), tin = b.target_input.to(s.device), tout = b.target_output.to(s.device);
+    // Page-locked on CUDA (the prefetcher): the copies are queued on the stream, the host goes on.
+    const auto src = b.source.to(s.device, /*non_blocking=*/true),
+               tin = b.target_input.to(s.device, /*non_blocking=*/true),
+               tout = b.target_output.to(s.device, /*non_blocking=*/true);
     const double share = static_cast<double>(b.num_target_tokens) / static_cast<double>(total_tokens);
     const auto direction = direction_name(data_.directions[static_cast<size_t>(b.direction[0].item<int64_t>())]);
     auto forward = [&] {

@@ -11,6 +11,7 @@
 
 #include "moe/core/error.h"
 #include "moe/core/logging.h"
+#include "moe/data/prefetch.h"
 #include "moe/parallel/communicator.h"
 #include "moe/parallel/grad_sync.h"
 #include "moe/parallel/process_groups.h"
@@ -33,7 +34,7 @@ struct Trainer::State {
   ParallelGroups groups;
   std::unique_ptr<GradientSynchronizer> sync;
   std::unique_ptr<Optimizer> optimizer;
-  std::unique_ptr<TokenBatcher> batcher;
+  std::unique_ptr<BatchPrefetcher> batcher;  ///< the TokenBatcher's stream, prepared ahead
   std::unique_ptr<MetricsLog> metrics;
   MoEStatsWindow stats;
   VariantSpec variant;
