@@ -59,7 +59,11 @@ RoutingPassResult run_routing_pass(RouterImpl& router, ExpertBankImpl& bank, con
   stats.dropped = layout.num_dropped;
   stats.padding = masked ? context.padding.sum().to(at::kLong) : at::zeros({}, at::kLong);
   stats.token_passes = masked ? T - stats.padding : at::full({}, T, at::kLong);
-  stats.experts_per_token_histogram = at::bincount(out.kept_per_token, {}, layout.top_k + 1);
+  // The histogram of a known range [0, K] by scatter_add: at::bincount's CUDA kernel reads the
+  // input's minimum and maximum to the host (two synchronisations per MoE layer call).
+  stats.experts_per_token_histogram =
+      at::zeros({std::max<int64_t>(layout.top_k, kept.size(1)) + 1}, out.kept_per_token.options())
+          .scatter_add_(0, out.kept_per_token, at::ones_like(out.kept_per_token));
   stats.aux_losses = std::move(plan.aux_losses);
   stats.finalize();
   return out;

@@ -105,20 +105,27 @@ void GradientSynchronizer::synchronize() {
   armed_ = false;
   for (size_t i = 0; i < buckets_.size(); ++i)
     if (!buckets_[i].started) start(i);
+  // Every bucket's has-gradient flags are read together: one device-to-host read per update (none
+  // for one process, whose buckets start no reduction).
+  std::vector<at::Tensor> flag_parts;
   for (auto& b : buckets_) {
     b.started = false;
     if (!b.work) continue;
     b.work->wait();
     b.work.reset();
+    flag_parts.push_back(b.flat.narrow(0, b.numel, static_cast<int64_t>(b.params.size())).to(at::kDouble));
+  }
+  if (flag_parts.empty()) return;
+  const auto flags = at::cat(flag_parts).cpu().contiguous();
+  const double* has_grad = flags.data_ptr<double>();
+  for (auto& b : buckets_) {
+    if (!b.flat.defined()) continue;
     int64_t offset = 0;
-    const auto flags =
-        b.flat.narrow(0, b.numel, static_cast<int64_t>(b.params.size())).to(at::kDouble).cpu().contiguous();
-    const double* has_grad = flags.data_ptr<double>();
-    for (size_t j = 0; j < b.params.size(); ++j) {
+    for (size_t j = 0; j < b.params.size(); ++j, ++has_grad) {
       auto& p = b.params[j];
       auto part = b.flat.narrow(0, offset, p.numel()).view(p.sizes());
       offset += p.numel();
-      if (has_grad[j] == 0.0) continue;  // no rank of the group has a gradient for it
+      if (*has_grad == 0.0) continue;  // no rank of the group has a gradient for it
       if (p.grad().defined()) {
         p.mutable_grad().copy_(part);
       } else {
@@ -129,21 +136,32 @@ void GradientSynchronizer::synchronize() {
   }
 }
 
-double GradientSynchronizer::global_norm() const {
-  // Summed on the parameters' device in a fixed order; read once (the norm decides skip and clip).
-  auto squares = [](const std::vector<at::Tensor>& params) {
-    at::Tensor total;
-    for (const auto& p : params) {
-      if (!p.grad().defined()) continue;
-      auto sq = p.grad().detach().to(at::kDouble).pow(2).sum().reshape({1});
-      total = total.defined() ? total + sq : at::zeros({1}, sq.options()) + sq;
-    }
-    return total.defined() ? total.cpu() : at::zeros({1}, at::kDouble);
+at::Tensor GradientSynchronizer::local_squares() const {
+  // Summed on the parameters' device in a fixed order.
+  auto device = at::Device(at::kCPU);
+  for (const auto* list : {&dense_, &experts_})
+    if (!list->empty()) device = list->front().device();
+  auto squares = [&](const std::vector<at::Tensor>& params) {
+    at::Tensor total = at::zeros({1}, at::TensorOptions().dtype(at::kDouble).device(device));
+    for (const auto& p : params)
+      if (p.grad().defined()) total = total + p.grad().detach().to(at::kDouble).pow(2).sum().to(device).reshape({1});
+    return total;
   };
-  auto expert = squares(experts_);
-  if (groups_.expert && groups_.expert->size() > 1) groups_.expert->all_reduce(expert);
-  return std::sqrt((squares(dense_) + expert).item<double>());
+  return at::cat({squares(experts_), squares(dense_)});
 }
+
+double GradientSynchronizer::norm_from_squares(at::Tensor host_squares) const {
+  MOE_CHECK(host_squares.is_cpu() && host_squares.scalar_type() == at::kDouble && host_squares.numel() == 2 &&
+                host_squares.is_contiguous(),
+            "GradientSynchronizer::norm_from_squares: expected local_squares() read to the host ([2] fp64 CPU), got ",
+            host_squares.sizes(), " ", host_squares.scalar_type(), " on ", host_squares.device());
+  auto expert = host_squares.narrow(0, 0, 1);
+  if (groups_.expert && groups_.expert->size() > 1) groups_.expert->all_reduce(expert);
+  const double* v = host_squares.data_ptr<double>();
+  return std::sqrt(v[0] + v[1]);
+}
+
+double GradientSynchronizer::global_norm() const { return norm_from_squares(local_squares().cpu().contiguous()); }
 
 double GradientSynchronizer::clip(double max_norm) {
   const double norm = global_norm();

@@ -33,8 +33,8 @@ at::Tensor consistency_loss(const at::Tensor& logits_a, const at::Tensor& logits
   }
   auto total = per_position.sum();
   if (reduction == Reduction::kSum) return total;
-  const double count = keep.defined() ? keep.sum().item<double>() : static_cast<double>(per_position.numel());
-  return total / std::max(count, 1.0);
+  if (!keep.defined()) return total / std::max<double>(static_cast<double>(per_position.numel()), 1.0);
+  return total / keep.sum().clamp_min(1).to(total.scalar_type());  // on the device: no host read
 }
 
 void ConsistencyStepOptions::validate() const {

@@ -128,7 +128,8 @@ void MoEStatsWindow::add(const std::vector<LayerStats>& stats, const std::string
     counts.aux_losses.clear();
     auto it = layers_.find(s.name);
     layers_[s.name] = it == layers_.end() ? merge_stats({counts}) : merge_stats({it->second, counts});
-    auto tpe = s.stats.tokens_per_expert.detach().to(at::kCPU, at::kDouble);
+    // Summed on the statistics' device; read once per report (train.stats_every), not per micro-batch.
+    auto tpe = s.stats.tokens_per_expert.detach().to(at::kDouble);
     auto& u = usage_[direction][s.name];
     u = u.defined() ? u + tpe : tpe;
   }
@@ -137,7 +138,7 @@ void MoEStatsWindow::add(const std::vector<LayerStats>& stats, const std::string
 std::map<std::string, std::map<std::string, at::Tensor>> MoEStatsWindow::usage_by_layer() const {
   std::map<std::string, std::map<std::string, at::Tensor>> out;
   for (const auto& [direction, per_layer] : usage_)
-    for (const auto& [layer, counts] : per_layer) out[layer][direction] = counts;
+    for (const auto& [layer, counts] : per_layer) out[layer][direction] = counts.cpu();
   return out;
 }
 
@@ -164,7 +165,8 @@ Json MoEStatsWindow::report(int64_t step) {
     auto entry = Json::object();
     std::ostringstream line;
     line << "[moe] step " << step << " " << direction << " top experts:";
-    for (const auto& [layer, counts] : per_layer) {
+    for (const auto& [layer, device_counts] : per_layer) {
+      const auto counts = device_counts.cpu();
       auto share = (counts / std::max(1.0, counts.sum().item<double>())).contiguous();
       entry[layer] = std::vector<double>(share.data_ptr<double>(), share.data_ptr<double>() + share.numel());
       auto top = share.topk(std::min<int64_t>(2, share.numel()));

@@ -186,8 +186,10 @@ StepRecord Trainer::train_step() {
     loss.backward();
   }
   s.sync->synchronize();
-  rec.grad_norm = s.sync->global_norm();
-  auto sums = at::stack({loss_sum, nll_sum, aux, consistency}).cpu();  // the step's one read of the sums
+  // The step's one device-to-host read: the four sums and the two squared gradient sums together.
+  auto read = at::cat({at::stack({loss_sum, nll_sum, aux, consistency}), s.sync->local_squares()}).cpu();
+  rec.grad_norm = s.sync->norm_from_squares(read.narrow(0, 4, 2).clone());
+  auto sums = read.narrow(0, 0, 4).clone();
   s.world->all_reduce(sums);
   const double n = static_cast<double>(total_tokens);
   rec.loss = sums[0].item<double>() / n;

@@ -43,7 +43,14 @@ class GradientSynchronizer {
   /// Buckets whose all-reduce started during the last backward (for tests and reports).
   int64_t started_during_backward() const { return started_early_; }
   /// L2 norm of all gradients of the model: replicated parameters once, each expert once.
+  /// = norm_from_squares(local_squares().cpu()).
   double global_norm() const;
+  /// This rank's squared gradient sums, [2] fp64 on the parameters' device: {experts held here,
+  /// replicated parameters}. No device-to-host read: a caller can fold it into a read of its own.
+  at::Tensor local_squares() const;
+  /// The global norm from local_squares() read to the host ([2] fp64 CPU, contiguous; its expert
+  /// entry is all-reduced over the expert group in place).
+  double norm_from_squares(at::Tensor host_squares) const;
   /// Scales every gradient by min(1, max_norm / (norm + 1e-6)) (torch.nn.utils.clip_grad_norm_);
   /// returns the norm before clipping.
   double clip(double max_norm);

@@ -13,7 +13,7 @@ namespace moe {
 struct LabelSmoothedLoss {
   at::Tensor loss;         ///< 0-dim fp32 (fp64 for fp64 logits), label-smoothed loss summed over the counted tokens
   at::Tensor nll;          ///< 0-dim, plain negative log-likelihood summed (for perplexity)
-  int64_t num_tokens = 0;  ///< tokens counted (target != padding_idx)
+  at::Tensor num_tokens;   ///< 0-dim int64 on the logits' device: tokens counted (target != padding_idx)
 };
 
 /// logits: [..., V] floating; target: int64 of logits' leading shape; epsilon in [0, 1).

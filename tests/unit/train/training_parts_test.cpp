@@ -54,7 +54,7 @@ TEST(LabelSmoothingTest, MatchesFairseqFormulaInFloat64) {
       nll += token_nll;
       ++n;
     }
-  EXPECT_EQ(r.num_tokens, n);
+  EXPECT_EQ(r.num_tokens.item<int64_t>(), n);
   EXPECT_NEAR(r.loss.item<double>(), loss, 1e-10);
   EXPECT_NEAR(r.nll.item<double>(), nll, 1e-10);
   // ε = 0 is plain cross-entropy.
