@@ -7,8 +7,14 @@
 // forward and two backward passes with source and target tokens paired; attention scores are left out,
 // so the figure is a lower bound of the work done.
 //
+// --dump-batches DIR also writes what the PyTorch reference (bench/reference_trainer.py) needs to
+// train the same model on the same batches: DIR/batches.bin (every micro-batch of the run, drawn
+// from the trainer's own batcher stream) and DIR/model.json (the model's hyper-parameters, the
+// training settings, the parameter shapes and counts the reference must reproduce, and this run's
+// measurements).
+//
 //   bench_train_throughput --config configs/multi30k-gshard.toml --tokenizer.vocab_size 8000
-//   bench_train_throughput --config configs/m4-gshard-gpu.toml --data.max_tokens 65536 --updates 30
+//   bench_train_throughput --config configs/gpu-multi30k-gshard.toml --data.max_tokens 65536 --updates 30
 #include <torch/cuda.h>
 #include <torch/torch.h>
 #include <unistd.h>
@@ -18,11 +24,14 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
 #include "config_cli.h"
+#include "moe/core/json.h"
 #include "moe/core/logging.h"
+#include "moe/data/batching.h"
 #include "moe/train/trainer.h"
 #include "program_errors.h"
 
@@ -48,6 +57,83 @@ double matmul_rate(const at::Device& device, bool bf16, int64_t n, int reps) {
   return 2.0 * static_cast<double>(n) * static_cast<double>(n) * static_cast<double>(n) / seconds[seconds.size() / 2];
 }
 
+// batches.bin: int64 little-endian; count, then per micro-batch B, S, T, source [B, S],
+// target_input [B, T], target_output [B, T] (row-major, padding id 0).
+void dump_batches(const std::string& path, const moe::Trainer& trainer, int64_t count) {
+  const auto& c = trainer.config();
+  moe::BatcherOptions bo;
+  bo.max_tokens = c.data.max_tokens;
+  bo.temperature = c.data.temperature;
+  bo.seed = static_cast<uint64_t>(c.train.seed);
+  moe::TokenBatcher batcher(trainer.data().train, bo);  // the trainer's stream from its start
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  auto put = [&](const at::Tensor& t) {
+    auto v = t.to(at::kLong).contiguous();
+    out.write(reinterpret_cast<const char*>(v.data_ptr<int64_t>()), static_cast<std::streamsize>(v.numel() * 8));
+  };
+  put(at::tensor({count}, at::kLong));
+  for (int64_t i = 0; i < count; ++i) {
+    auto b = batcher.next();
+    put(at::tensor({b.source.size(0), b.source.size(1), b.target_input.size(1)}, at::kLong));
+    put(b.source);
+    put(b.target_input);
+    put(b.target_output);
+  }
+  out.flush();
+  MOE_CHECK(out.good(), "--dump-batches: cannot write ", path);
+}
+
+moe::Json model_json(moe::Trainer& trainer) {
+  const auto& c = trainer.config();
+  const auto& m = trainer.model()->options;
+  const auto router = m.moe.resolved_router_options(m.d_model);
+  const auto count = trainer.model()->count_parameters();
+  moe::Json shapes = moe::Json::object();
+  for (const auto& p : trainer.model()->named_parameters()) shapes[p.key()] = p.value().sizes().vec();
+  std::vector<int64_t> moe_encoder, moe_decoder;
+  for (int64_t i = 0; i < m.encoder_layers; ++i)
+    if (m.moe.is_moe_layer(i, false)) moe_encoder.push_back(i);
+  for (int64_t i = 0; i < m.decoder_layers; ++i)
+    if (m.moe.is_moe_layer(i, true)) moe_decoder.push_back(i);
+  return {{"vocab_size", m.vocab_size},
+          {"padding_idx", m.padding_idx},
+          {"d_model", m.d_model},
+          {"heads", m.heads},
+          {"encoder_layers", m.encoder_layers},
+          {"decoder_layers", m.decoder_layers},
+          {"ffn_hidden", m.ffn_hidden},
+          {"activation", m.activation},
+          {"dropout", m.dropout},
+          {"attention_dropout", m.attention_dropout},
+          {"activation_dropout", m.activation_dropout},
+          {"pre_norm", m.pre_norm},
+          {"max_positions", m.max_positions},
+          {"scale_embedding", m.scale_embedding},
+          {"variant", m.moe.variant},
+          {"num_experts", m.moe.num_experts},
+          {"expert_hidden", m.moe.expert_hidden > 0 ? m.moe.expert_hidden : m.ffn_hidden},
+          {"moe_encoder_layers", moe_encoder},
+          {"moe_decoder_layers", moe_decoder},
+          {"top_k", router.top_k},
+          {"capacity_factor", router.capacity.capacity_factor},
+          {"balance_loss_coef", router.balance_loss_coef},
+          {"label_smoothing", c.train.label_smoothing},
+          {"lr", c.train.lr},
+          {"warmup", c.train.warmup},
+          {"warmup_init_lr", c.train.warmup_init_lr},
+          {"adam_betas", {c.train.adam_beta1, c.train.adam_beta2}},
+          {"adam_eps", c.train.adam_eps},
+          {"weight_decay", c.train.weight_decay},
+          {"clip_norm", c.train.clip_norm},
+          {"update_freq", c.train.update_freq},
+          {"device", c.train.device},
+          {"precision", c.train.precision},
+          {"threads", c.train.threads},
+          {"parameters", count.total},
+          {"forward_flops_per_token", count.forward_flops_per_token},
+          {"parameter_shapes", shapes}};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -59,6 +145,9 @@ int main(int argc, char** argv) {
   app.add_option("--updates", updates, "timed updates")->check(CLI::Range(int64_t{1}, int64_t{1000000}));
   app.add_option("--matmul-size", matmul_n, "n of the n x n x n matmul reference (0: 1024 on the CPU, 8192 on CUDA)")
       ->check(CLI::Range(int64_t{0}, int64_t{32768}));
+  std::string dump_dir;
+  app.add_option("--dump-batches", dump_dir,
+                 "write DIR/batches.bin and DIR/model.json for bench/reference_trainer.py (the same model and batches)");
   try {
     moe::RunConfig config;
     int exit_code = 0;
@@ -73,9 +162,16 @@ int main(int argc, char** argv) {
     config.validate();
     double tokens = 0, seconds = 0, forward_flops = 0;
     std::vector<double> step_ms;
+    moe::Json dumped;
     {
       moe::Trainer trainer(config);
       trainer.train();
+      if (!dump_dir.empty()) {
+        std::filesystem::create_directories(dump_dir);
+        dump_batches((std::filesystem::path(dump_dir) / "batches.bin").string(), trainer,
+                     t.max_steps * t.update_freq);
+        dumped = model_json(trainer);
+      }
       const auto& history = trainer.history();
       for (size_t i = static_cast<size_t>(warmup); i < history.size(); ++i) {
         tokens += static_cast<double>(history[i].tokens);
@@ -100,6 +196,15 @@ int main(int argc, char** argv) {
                 config.model.moe.variant.c_str(), step_ms.size(), tokens / static_cast<double>(step_ms.size()),
                 step_ms[step_ms.size() / 2], tokens / seconds, model_flops / 1e12, rate / 1e12,
                 100.0 * model_flops / rate);
+    if (!dump_dir.empty()) {
+      dumped["warmup"] = warmup;
+      dumped["updates"] = updates;
+      dumped["moe_train"] = {{"target_tokens_per_s", tokens / seconds},
+                             {"median_step_ms", step_ms[step_ms.size() / 2]},
+                             {"matmul_flops_per_s", rate},
+                             {"mfu", model_flops / rate}};
+      std::ofstream((std::filesystem::path(dump_dir) / "model.json").string()) << dumped.dump(2) << "\n";
+    }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_train_throughput: error: %s\n", moe::cli::error_line(e).c_str());
     return 1;

@@ -81,7 +81,10 @@ std::vector<OptionField> plain_fields(RunConfig& c) {
   l.add("data.temperature", d.temperature, "direction sampling temperature (1 = proportional)")
       .in(0, 1000, false, /*lo_open=*/true);
   l.add("data.max_tokens", d.max_tokens, "tokens per training micro-batch").in(3, 1 << 22);
-  l.add("data.prefetch", d.prefetch, "training batches prepared ahead on a host thread (0 = none)").in(0, 64);
+  l.add("data.prefetch", d.prefetch,
+        "training batches prepared ahead on a host thread (0 = none; -1 = auto: 4 on CUDA, 0 on the CPU, where "
+        "the thread only competes with the step for cores)")
+      .in(-1, 64);
   l.add("data.locale_root", d.locale_root, "gettext corpus: the locale folder to read");
   l.add("data.cache_dir", d.cache_dir, "built corpora and tokenizers (shared across runs)");
   auto& t = c.tokenizer;

@@ -97,7 +97,7 @@ Trainer::Trainer(RunConfig config, const std::string& resume_from, bool discard_
   bo.temperature = config_.data.temperature;
   bo.seed = static_cast<uint64_t>(config_.train.seed);
   PrefetchOptions po;
-  po.depth = config_.data.prefetch;
+  po.depth = config_.data.prefetch >= 0 ? config_.data.prefetch : (s.device.is_cuda() ? 4 : 0);
   po.pin_memory = s.device.is_cuda();
   s.batcher = std::make_unique<BatchPrefetcher>(std::make_unique<TokenBatcher>(data_.train, bo), po);
 

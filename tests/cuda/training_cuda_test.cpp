@@ -11,6 +11,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 
 #include "moe/core/build_config.h"
@@ -30,11 +31,15 @@ namespace {
 #if MOE_WITH_CUDA
 namespace fs = std::filesystem;
 
-#define MOE_REQUIRE_GPU_AND_CORPUS()                                                 \
-  do {                                                                               \
-    if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";              \
-    static const std::string missing = moe::testing::default_corpus_missing();       \
-    if (!missing.empty()) GTEST_SKIP() << "default corpus unavailable: " << missing; \
+// MOE_CUDA_TEST_DATA: a folder corpus with <src>-<tgt> pairs or multi-way files of en, de and fr
+// (e.g. Multi30k) to use instead of the default gettext corpus, which a bare GPU machine lacks.
+const char* folder_corpus() { return std::getenv("MOE_CUDA_TEST_DATA"); }
+
+#define MOE_REQUIRE_GPU_AND_CORPUS()                                                                   \
+  do {                                                                                                 \
+    if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";                                \
+    static const std::string missing = folder_corpus() ? "" : moe::testing::default_corpus_missing(); \
+    if (!missing.empty()) GTEST_SKIP() << "default corpus unavailable (or set MOE_CUDA_TEST_DATA): " << missing; \
   } while (0)
 
 const std::string& shared_cache() {
@@ -51,6 +56,10 @@ RunConfig tiny(const std::string& name, const std::string& variant, const std::s
              "[model]\ndropout = 0.0\nattention_dropout = 0.0\nactivation_dropout = 0.0\n"
              "[moe]\nsecond_expert_policy = \"greedy\"\n",
              "the CUDA training test");
+  if (folder_corpus()) {
+    c.data.corpus = "folder";
+    c.data.root = folder_corpus();
+  }
   c.run_dir = moe::testing::scratch(name + "_" + variant + "_" + device).string();
   c.data.cache_dir = shared_cache();
   c.log_level = "warn";

@@ -144,6 +144,41 @@ TEST_P(ResumeTest, ResumedRunRepeatsTheUninterruptedOneExactly) {
 INSTANTIATE_TEST_SUITE_P(Variants, ResumeTest, ::testing::Values("gshard", "thor", "smoe"),
                          [](const auto& p) { return p.param; });
 
+// Batches drawn ahead on the prefetch thread train exactly as batches drawn inline, and a run cut
+// while the thread is ahead resumes where the trainer was, not where the thread was.
+TEST(TranslationTrainingTest, PrefetchedBatchesTrainAndResumeExactlyAsInline) {
+  SKIP_WITHOUT_DEFAULT_CORPUS();
+  auto config = [](const std::string& name, int64_t prefetch) {
+    auto c = tiny_config(name);
+    c.data.prefetch = prefetch;
+    c.train.max_steps = 12;
+    c.train.validate_every = 100;
+    c.train.checkpoint_every = 6;
+    c.eval.enabled = false;
+    return c;
+  };
+  auto run = [](const RunConfig& c, bool resume) {
+    Trainer t(c, resume ? "latest" : "");
+    t.train();
+    return t.history();
+  };
+  const auto inline_draws = run(config("prefetch_inline", 0), false);
+  const auto ahead = run(config("prefetch_ahead", 8), false);
+  ASSERT_EQ(inline_draws.size(), 12u);
+  ASSERT_EQ(ahead.size(), 12u);
+  for (size_t i = 0; i < 12; ++i) {
+    EXPECT_EQ(ahead[i].tokens, inline_draws[i].tokens) << i;
+    EXPECT_EQ(ahead[i].loss, inline_draws[i].loss) << i;  // bitwise
+  }
+  auto cut = config("prefetch_cut", 8);
+  cut.train.max_steps = 6;
+  run(cut, false);
+  cut.train.max_steps = 12;
+  const auto tail = run(cut, true);
+  ASSERT_EQ(tail.size(), 6u);
+  for (size_t i = 0; i < 6; ++i) EXPECT_EQ(tail[i].loss, inline_draws[6 + i].loss) << "step " << tail[i].step;
+}
+
 TEST(TranslationTrainingTest, FreshRunRefusesAFolderWithCheckpointsAndResumeChecksTheConfig) {
   SKIP_WITHOUT_DEFAULT_CORPUS();
   auto c = tiny_config("refuse");

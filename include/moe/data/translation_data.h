@@ -33,7 +33,7 @@ struct DataConfig {
   int64_t max_length = 128;                       ///< tokens per side; longer examples are skipped
   double temperature = 1.0;                       ///< direction sampling temperature (5 = OPUS-100-style flattening)
   int64_t max_tokens = 4096;                      ///< tokens per training micro-batch
-  int64_t prefetch = 4;                           ///< training batches prepared ahead on a host thread (0 = none)
+  int64_t prefetch = -1;  ///< training batches prepared ahead on a host thread (0 = none; -1 = 4 on CUDA, 0 on the CPU)
   std::string locale_root = "/usr/share/locale";  ///< gettext corpus source
   std::string cache_dir = "runs/cache";           ///< built corpora and tokenizers, shared across runs
 };
