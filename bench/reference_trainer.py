@@ -101,8 +101,9 @@ class DenseSlot(nn.Module):
 
 class GShardSlot(nn.Module):
     """Top-2 gating as fairseq's top2gating (GShard): softmax gates, the second expert sampled with
-    Gumbel noise, capacity floor(γ·k·ceil(T/E)) filled top-1 first, the two gates renormalised,
-    balance loss E·Σ_e mean(gate_e)·mean(top-1 = e); experts run in a loop over experts."""
+    Gumbel noise, capacity floor(γ·k·ceil(T/E)) filled top-1 first, padding rows given no expert
+    (fairseq's input mask, moe's moe.mask_padding), the two gates renormalised, balance loss
+    E·Σ_e mean(gate_e)·mean(top-1 = e); experts run in a loop over experts."""
 
     def __init__(self, d, hidden, experts, capacity_factor, activation_dropout):
         super().__init__()
@@ -124,11 +125,13 @@ class GShardSlot(nn.Module):
         else:
             second = logits.masked_fill(mask1.bool(), float("-inf")).argmax(-1)
         mask2 = F.one_hot(second, e)
+        real = (~padding.reshape(-1)).long()[:, None]
+        mask1, mask2 = mask1 * real, mask2 * real
         capacity = min(t, math.floor(self.capacity_factor * 2 * ((t + e - 1) // e)))
         loc1 = torch.cumsum(mask1, 0) - 1
         loc2 = torch.cumsum(mask2, 0) - 1 + mask1.sum(0, keepdim=True)
-        keep1 = (loc1 * mask1).sum(-1) < capacity
-        keep2 = (loc2 * mask2).sum(-1) < capacity
+        keep1 = ((loc1 * mask1).sum(-1) < capacity) & mask1.bool().any(-1)
+        keep2 = ((loc2 * mask2).sum(-1) < capacity) & mask2.bool().any(-1)
         g1, g2 = gates.gather(1, first[:, None])[:, 0], gates.gather(1, second[:, None])[:, 0]
         g1, g2 = g1 * keep1, g2 * keep2
         denom = (g1 + g2).clamp_min(torch.finfo(g1.dtype).eps)
