@@ -7,12 +7,15 @@ batcher). This program builds the same transformer in plain PyTorch -- shared em
 projection, sinusoidal positions, pre- or post-LN, F.scaled_dot_product_attention, MoE layers with a
 GShard top-2 router (capacity, Gumbel-sampled second expert, balance loss) run as a Mixtral-style loop
 over experts, label-smoothed cross-entropy, fused AdamW with fairseq's inverse-square-root schedule,
-bf16 autocast on CUDA -- checks that its parameters have moe's shapes one for one, trains on the same
+bf16 autocast on CUDA -- checks that its parameters have moe's names and shapes one for one and that
+the routing settings are the ones it implements, trains on the same
 batches (warm-up, then the timed updates) and prints the same table row. --compile wraps the model
 in torch.compile (dynamic shapes: every batch has its own length).
 
-No per-update host read: the losses are summed on the device and read once at the end, which is
-the most a plain trainer can do (moe reads once per update to decide on skipping a non-finite one).
+Host reads: one per MoE layer call (the experts' row counts, as moe's layout reads them); the losses
+are summed on the device and read once at the end (moe reads once per update as well, to decide on
+skipping a non-finite update). Initial values are drawn as nn.Linear/nn.Embedding do, not as moe
+does: the parameter names and shapes are checked, not the values.
 
     python3 bench/reference_trainer.py DIR [--compile] [--json OUT]
 """
@@ -137,15 +140,19 @@ class GShardSlot(nn.Module):
         denom = (g1 + g2).clamp_min(torch.finfo(g1.dtype).eps)
         g1, g2 = g1 / denom, g2 / denom
         aux = (gates.mean(0) * mask1.float().mean(0)).sum() * e
-        out = torch.zeros_like(x)
         tokens = torch.cat([torch.arange(t, device=x.device)] * 2)
-        chosen = torch.cat([torch.where(keep1, first, -1), torch.where(keep2, second, -1)])
+        chosen = torch.cat([torch.where(keep1, first, e), torch.where(keep2, second, e)])  # e: dropped
         weights = torch.cat([g1, g2])
-        for i, expert in enumerate(self.experts):  # Mixtral-style: gather, run, scatter-add
-            rows = (chosen == i).nonzero().squeeze(1)
-            if rows.numel() == 0:
+        # Mixtral-style loop over experts with the rows grouped by one sort: one read of the counts
+        # per layer (the split sizes), as moe's layout makes one.
+        order = torch.argsort(chosen, stable=True)
+        counts = torch.zeros(e + 1, dtype=torch.long, device=x.device).scatter_add_(
+            0, chosen, torch.ones_like(chosen)).tolist()
+        out = torch.zeros_like(x)
+        for i, rows in enumerate(torch.split(order, counts)[:e]):
+            if counts[i] == 0:
                 continue
-            y = expert(x[tokens[rows]])
+            y = self.experts[i](x[tokens[rows]])
             out.index_add_(0, tokens[rows], (y * weights[rows, None]).to(out.dtype))
         return out.view(shape), aux
 
@@ -230,7 +237,7 @@ def label_smoothed_loss(logits, target, epsilon, pad):
     nll = -lprobs.gather(1, target.clamp_min(0)[:, None])[:, 0]
     smooth = -lprobs.sum(-1)
     eps_i = epsilon / (logits.shape[-1] - 1)
-    return ((1 - epsilon - eps_i) * nll + eps_i * smooth)[keep].sum()
+    return (((1 - epsilon - eps_i) * nll + eps_i * smooth) * keep).sum()
 
 
 def check_same_model(model, m):
@@ -265,13 +272,21 @@ def main():
     m = json.load(open(os.path.join(args.dir, "model.json")))
     if m["variant"] not in ("gshard", "dense"):
         sys.exit(f"reference_trainer: variant {m['variant']!r}: the reference has dense and gshard")
+    # What the reference implements; anything else would be a different model under the same shapes.
+    expected = {"activation": "relu", "top_k": 2, "second_expert_policy": "sampling", "capacity_formula": "gshard",
+                "min_capacity": 0, "drop_tokens": True, "jitter": 0.0, "mask_padding": True}
+    for key, value in expected.items():
+        if m["variant"] == "gshard" or key == "activation":
+            if m.get(key) != value:
+                sys.exit(f"reference_trainer: {key} = {m.get(key)!r}; the reference implements {value!r}")
     device = torch.device("cuda" if m["device"].startswith("cuda") else "cpu")
     if device.type == "cpu" and m.get("threads", 0) > 0:
         torch.set_num_threads(m["threads"])
     torch.manual_seed(1)
     batches = load_batches(os.path.join(args.dir, "batches.bin"))
     u = m["update_freq"]
-    if len(batches) < (m["warmup"] + m["updates"]) * u:
+    warmup, updates = m["bench_warmup"], m["bench_updates"]
+    if len(batches) < (warmup + updates) * u:
         sys.exit("reference_trainer: fewer batches than warm-up + timed updates")
     model = Transformer(m).to(device)
     parameters = check_same_model(model, m)
@@ -290,20 +305,21 @@ def main():
 
     losses = torch.zeros((), dtype=torch.float64, device=device)
     tokens_timed, start, first_loss = 0, None, None
-    for update in range(m["warmup"] + m["updates"]):
-        if update == m["warmup"]:
+    for update in range(warmup + updates):
+        if update == warmup:
             sync()
             start = time.perf_counter()
         micro = batches[update * u:(update + 1) * u]
-        total = sum(int(b[2].ne(m["padding_idx"]).sum()) for b in micro)
+        targets = [int(b[2].ne(m["padding_idx"]).sum()) for b in micro]  # host batches: no device read
+        total = sum(targets)
         for group in optimizer.param_groups:
             group["lr"] = inverse_sqrt(m, update + 1)
         optimizer.zero_grad(set_to_none=True)
-        for src, tin, tout in micro:
+        for (src, tin, tout), count in zip(micro, targets):
             src, tin, tout = (t.to(device, non_blocking=True) for t in (src, tin, tout))
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
                 logits, aux = forward(src, tin)
-            share = float(tout.ne(m["padding_idx"]).sum()) / total if aux is not None else 0.0
+            share = count / total
             task = label_smoothed_loss(logits, tout, m["label_smoothing"], m["padding_idx"])
             loss = task / total + (m["balance_loss_coef"] * aux * share if aux is not None else 0.0)
             loss.backward()
@@ -311,7 +327,7 @@ def main():
         if m["clip_norm"] > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), m["clip_norm"], foreach=True)
         optimizer.step()
-        if update >= m["warmup"]:
+        if update >= warmup:
             tokens_timed += total
         if update == 0:
             first_loss = float(losses) / total
@@ -326,11 +342,11 @@ def main():
     name = "pytorch " + ("torch.compile" if args.compile else "eager")
     print("| trainer | device | variant | parameters | timed updates | mean step ms | target tokens/s | MFU |")
     print("|---|---|---|---:|---:|---:|---:|---:|")
-    print(f"| {name} | {m['device']} | {m['variant']} | {parameters} | {m['updates']} | "
-          f"{1e3 * seconds / m['updates']:.1f} | {tps:.0f} | {100 * flops / rate:.2f} % |")
+    print(f"| {name} | {m['device']} | {m['variant']} | {parameters} | {updates} | "
+          f"{1e3 * seconds / updates:.1f} | {tps:.0f} | {100 * flops / rate:.2f} % |")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"trainer": name, "target_tokens_per_s": tps, "mean_step_ms": 1e3 * seconds / m["updates"],
+            json.dump({"trainer": name, "target_tokens_per_s": tps, "mean_step_ms": 1e3 * seconds / updates,
                        "mfu": flops / rate, "parameters": parameters, "first_loss": first_loss,
                        "torch": torch.__version__}, f, indent=2)
 

@@ -115,7 +115,13 @@ moe::Json model_json(moe::Trainer& trainer) {
           {"moe_encoder_layers", moe_encoder},
           {"moe_decoder_layers", moe_decoder},
           {"top_k", router.top_k},
+          {"second_expert_policy", moe::to_string(router.second_expert_policy)},
           {"capacity_factor", router.capacity.capacity_factor},
+          {"capacity_formula", moe::to_string(router.capacity.formula)},
+          {"min_capacity", router.capacity.min_capacity},
+          {"drop_tokens", router.capacity.drop_tokens},
+          {"jitter", router.jitter},
+          {"mask_padding", router.mask_padding},
           {"balance_loss_coef", router.balance_loss_coef},
           {"label_smoothing", c.train.label_smoothing},
           {"lr", c.train.lr},
@@ -197,8 +203,8 @@ int main(int argc, char** argv) {
                 step_ms[step_ms.size() / 2], tokens / seconds, model_flops / 1e12, rate / 1e12,
                 100.0 * model_flops / rate);
     if (!dump_dir.empty()) {
-      dumped["warmup"] = warmup;
-      dumped["updates"] = updates;
+      dumped["bench_warmup"] = warmup;  // updates before timing ("warmup" is the learning-rate warm-up)
+      dumped["bench_updates"] = updates;
       dumped["moe_train"] = {{"target_tokens_per_s", tokens / seconds},
                              {"median_step_ms", step_ms[step_ms.size() / 2]},
                              {"matmul_flops_per_s", rate},

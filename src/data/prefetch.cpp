@@ -27,8 +27,7 @@ BatchPrefetcher::Prepared BatchPrefetcher::draw() {
   Prepared p{batcher_->next(), {}};
   p.after = batcher_->state();
   if (options_.pin_memory) {
-    for (auto* t : {&p.batch.source, &p.batch.target_input, &p.batch.target_output, &p.batch.source_padding,
-                    &p.batch.target_padding})
+    for (auto* t : {&p.batch.source, &p.batch.target_input, &p.batch.target_output})  // what goes to the device
       *t = t->pin_memory();
   }
   return p;
@@ -37,7 +36,14 @@ BatchPrefetcher::Prepared BatchPrefetcher::draw() {
 void BatchPrefetcher::start() {
   if (options_.depth == 0) return;
   stopping_ = false;
+  // The trainer's stop signals (SIGINT, SIGTERM, SIGHUP) belong to the training thread: the new
+  // thread starts with them blocked (it inherits the mask in force when it is created).
+  sigset_t stop_signals, previous;
+  sigemptyset(&stop_signals);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&stop_signals, sig);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, &previous);
   thread_ = std::thread([this] { run(); });
+  pthread_sigmask(SIG_SETMASK, &previous, nullptr);
 }
 
 void BatchPrefetcher::stop() {
@@ -51,10 +57,6 @@ void BatchPrefetcher::stop() {
 }
 
 void BatchPrefetcher::run() {
-  // The trainer's stop signals (SIGINT, SIGTERM, SIGHUP) belong to the training thread.
-  sigset_t all;
-  sigfillset(&all);
-  pthread_sigmask(SIG_BLOCK, &all, nullptr);
   while (true) {
     {
       std::unique_lock<std::mutex> lock(mutex_);
@@ -76,7 +78,8 @@ void BatchPrefetcher::run() {
 }
 
 Batch BatchPrefetcher::next() {
-  if (options_.depth == 0) {
+  if (options_.depth == 0 || !thread_.joinable()) {
+    if (error_) std::rethrow_exception(error_);
     auto p = draw();
     consumed_ = p.after;
     return std::move(p.batch);
@@ -96,7 +99,12 @@ void BatchPrefetcher::restore(const TokenBatcher::State& state) {
   stop();
   queue_.clear();
   error_ = nullptr;
-  batcher_->restore(state);
+  try {
+    batcher_->restore(state);
+  } catch (...) {
+    error_ = std::current_exception();  // a later next() throws it too rather than wait for a thread
+    throw;
+  }
   consumed_ = batcher_->state();
   start();
 }

@@ -18,20 +18,21 @@ using torch::autograd::tensor_list;
 
 // A bank's stack as a differentiable function of the expert parameters that alias it: the forward
 // returns the stack's storage itself (no copy); the backward hands each parameter its slice of the
-// stack's gradient (views of one buffer, no copy either).
+// stack's gradient (views of one buffer, no copy either), and none to an expert that had no rows in
+// this call, as the per-expert path leaves it: AdamW then skips an expert that received no token.
 struct StackOfParameters : public torch::autograd::Function<StackOfParameters> {
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& storage, at::TensorList parameters) {
-    ctx->saved_data["count"] = static_cast<int64_t>(parameters.size());
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& storage, at::TensorList parameters,
+                            std::vector<int64_t> rows) {
+    ctx->saved_data["rows"] = rows;
+    (void)parameters;
     return storage.detach();
   }
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
-    const int64_t count = ctx->saved_data["count"].toInt();
+    const auto rows = ctx->saved_data["rows"].toIntVector();
     tensor_list out{at::Tensor()};  // the storage itself takes no gradient
-    if (!grads[0].defined()) {
-      out.resize(static_cast<size_t>(count) + 1);
-      return out;
-    }
-    for (auto& part : grads[0].unbind(0)) out.push_back(part);
+    for (size_t e = 0; e < rows.size(); ++e)
+      out.push_back(grads[0].defined() && rows[e] > 0 ? grads[0][static_cast<int64_t>(e)] : at::Tensor());
+    out.push_back(at::Tensor());  // rows
     return out;
   }
 };
@@ -183,7 +184,8 @@ bool ExpertBankImpl::stacks_intact() const {
   return true;
 }
 
-at::Tensor ExpertBankImpl::stacked(const std::string& kind) const {
+at::Tensor ExpertBankImpl::stacked(const std::string& kind) {
+  if (!stacks_intact()) restack();
   for (const auto& stack : stacks_)
     if (stack.kind == kind) return stack.storage;
   throw Error("ExpertBank: no stacked parameter '" + kind + "' (this FFN has " +
@@ -267,7 +269,7 @@ at::Tensor ExpertBankImpl::forward_grouped(const at::Tensor& packed, const std::
       if (stack.member != member) continue;
       std::vector<at::Tensor> params;
       for (auto& e : experts_) params.push_back((*e).*member);
-      auto w = StackOfParameters::apply(stack.storage, at::TensorList(params));
+      auto w = StackOfParameters::apply(stack.storage, at::TensorList(params), rows);
       return w.scalar_type() == dtype ? w : w.to(dtype);
     }
     return at::Tensor();

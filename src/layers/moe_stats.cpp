@@ -31,15 +31,23 @@ at::Tensor add_histograms(const at::Tensor& a, const at::Tensor& b) {
 
 void MoEStats::finalize() {
   if (!padding.defined()) padding = at::zeros({}, at::kLong);
-  // Rates per real token: the rows that are not padding (a tensor: no host read).
-  auto tokens = (static_cast<double>(num_tokens) - padding.to(at::kFloat)).clamp_min(1);
-  auto kept = tokens_per_expert.sum().to(at::kFloat);
-  auto sel = selected.to(at::kFloat);
-  dropped_fraction = dropped.to(at::kFloat) / sel.clamp_min(1);
-  experts_per_token = kept / tokens.to(kept.device());
-  selected_per_token = sel / tokens.to(sel.device());
-  passes_per_token =
-      num_tokens > 0 ? token_passes.to(at::kFloat) / tokens.to(token_passes.device()) : at::zeros({}, sel.options());
+  // Rates per real token, on the routing's device (selected's). Counts the CUDA layout already read
+  // to the host come over as scalars: moving a device count to the host instead would read device
+  // memory (a synchronisation per call).
+  const auto device = selected.defined() ? selected.device() : tokens_per_expert.device();
+  auto count = [&](const at::Tensor& t) {  // a 0-dim count as fp32 on `device`
+    auto v = t.to(at::kFloat);
+    if (v.device() == device) return v;
+    if (v.is_cpu()) return at::scalar_tensor(v.item<float>(), at::TensorOptions().dtype(at::kFloat).device(device));
+    return v.to(device);
+  };
+  auto tokens = (static_cast<double>(num_tokens) - count(padding)).clamp_min(1);
+  auto kept = count(tokens_per_expert.sum());
+  auto sel = count(selected);
+  dropped_fraction = count(dropped) / sel.clamp_min(1);
+  experts_per_token = kept / tokens;
+  selected_per_token = sel / tokens;
+  passes_per_token = num_tokens > 0 ? count(token_passes) / tokens : at::zeros({}, sel.options());
 }
 
 MoEStats merge_stats(const std::vector<MoEStats>& parts) {

@@ -277,7 +277,9 @@ at::Tensor TransformerModelImpl::embed_tokens(const at::Tensor& tokens, int64_t 
             " exceeds TransformerOptions.max_positions=", options.max_positions);
   auto x = embed(tokens);
   if (options.scale_embedding) x = x * std::sqrt(static_cast<double>(options.d_model));
-  x = x + sinusoidal_positions(first_position, L, options.d_model).to(x.device(), x.scalar_type()).unsqueeze(0);
+  if (!positions_.defined() || positions_.device() != x.device() || positions_.scalar_type() != x.scalar_type())
+    positions_ = sinusoidal_positions(0, options.max_positions, options.d_model).to(x.device(), x.scalar_type());
+  x = x + positions_.narrow(0, first_position, L).unsqueeze(0);
   return at::dropout(x, options.dropout, is_training());
 }
 

@@ -11,7 +11,10 @@
 // grouped path hands that storage to the grouped GEMM as it is: no forward copies the weights into a
 // stack. The optimizer's in-place updates and a checkpoint's copy_ land in the storage too. Anything
 // that gives a parameter new storage (Module::to, set_data) is noticed at the next forward, which
-// rebuilds the stacks once (counted by restacks()).
+// rebuilds the stacks once (counted by restacks()). An expert without rows in a call gets no
+// gradient from it, as on the per-expert path. Autograd's saved-tensor check does not see an
+// in-place change of a parameter between a forward and its backward (the graph holds the stack,
+// whose version counter is not the parameters'); nothing in moe makes one.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -107,8 +110,9 @@ class ExpertBankImpl : public torch::nn::Module {
 
   /// The stacked storage of one kind of parameter ("w1", "b1", "w2", "b2", "w3", "b3"):
   /// [num_local_experts, ...] with the parameter's shape after the first dimension, the parameters'
-  /// dtype and device, no gradient. Throws for a kind this FFN does not have.
-  at::Tensor stacked(const std::string& kind) const;
+  /// dtype and device (rebuilt first if a parameter has new storage), no gradient. Throws for a kind
+  /// this FFN does not have.
+  at::Tensor stacked(const std::string& kind);
   /// Whether every expert parameter is still the slice of its stack.
   bool stacks_intact() const;
   /// How often this bank has built its stacks (1 after construction; +1 each time a forward found a

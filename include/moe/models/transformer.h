@@ -191,6 +191,9 @@ class TransformerModelImpl : public torch::nn::Module {
 
  private:
   at::Tensor embed_tokens(const at::Tensor& tokens, int64_t first_position);
+  /// sinusoidal_positions(0, max_positions, d) on the device of the last forward: copied there once,
+  /// not in every forward (a blocking copy each time). Not a parameter or buffer: checkpoints skip it.
+  at::Tensor positions_;
   at::Tensor output_logits(const at::Tensor& x);
 };
 TORCH_MODULE(TransformerModel);

@@ -90,6 +90,19 @@ TEST(PrefetchTest, RestoreDropsThePreparedBatchesAndContinuesExactly) {
   for (int i = 0; i < 10; ++i) expect_same(resumed.next(), rest[static_cast<size_t>(i)], i);
 }
 
+TEST(PrefetchTest, AFailedRestoreIsThrownAgainByNextInsteadOfWaiting) {
+  PrefetchOptions o;
+  o.depth = 4;
+  BatchPrefetcher p(make_batcher(), o);
+  p.next();
+  TokenBatcher::State bad;
+  bad.epoch = {0, 0, 0};  // three directions; the batcher has two
+  bad.cursor = {0, 0, 0};
+  const auto first = testing::error_of([&] { p.restore(bad); });
+  EXPECT_NE(first.find("3 directions"), std::string::npos) << first;
+  EXPECT_EQ(testing::error_of([&] { p.next(); }), first);
+}
+
 TEST(PrefetchTest, StopsWithAFullQueueAndBoundsItsDepth) {
   for (int round = 0; round < 20; ++round) {
     PrefetchOptions o;
