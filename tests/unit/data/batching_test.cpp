@@ -9,26 +9,13 @@
 #include <set>
 
 #include "errors.h"
+#include "synthetic_examples.h"
 #include "moe/data/batching.h"
 
 namespace moe {
 namespace {
 
-std::vector<Example> synthetic(int64_t direction, int64_t count, uint64_t seed) {
-  std::mt19937 rng(static_cast<uint32_t>(seed));
-  std::vector<Example> out;
-  for (int64_t i = 0; i < count; ++i) {
-    Example e;
-    e.direction = direction;
-    e.index = i;
-    e.source.assign(2 + rng() % 30, 7);
-    e.source.push_back(SentencePieceTokenizer::kEos);
-    e.target.assign(1 + rng() % 40, 9);
-    e.target.push_back(SentencePieceTokenizer::kEos);
-    out.push_back(e);
-  }
-  return out;
-}
+using moe::testing::synthetic_examples;
 
 TEST(BatchingTest, CollatePadsAndShiftsTargets) {
   Example a{{5, 6, 3}, {8, 3}, 0, 0}, b{{5, 3}, {8, 9, 10, 3}, 1, 4};
@@ -45,7 +32,7 @@ TEST(BatchingTest, TokenBudgetAndEpochCoverage) {
   BatcherOptions o;
   o.max_tokens = 200;
   o.bucket_chunk = 64;
-  TokenBatcher batcher({synthetic(0, 500, 1)}, o);
+  TokenBatcher batcher({synthetic_examples(0, 500, 1)}, o);
   std::multiset<int64_t> seen;
   while (batcher.state().epoch[0] == 0) {
     auto b = batcher.next();
@@ -61,7 +48,7 @@ TEST(BatchingTest, TemperatureSampling) {
   auto probs = [](double t) {
     BatcherOptions o;
     o.temperature = t;
-    return TokenBatcher({synthetic(0, 100, 1), synthetic(1, 900, 2)}, o).direction_probabilities();
+    return TokenBatcher({synthetic_examples(0, 100, 1), synthetic_examples(1, 900, 2)}, o).direction_probabilities();
   };
   EXPECT_NEAR(probs(1)[0], 0.1, 1e-12);
   const double a = std::pow(0.1, 0.2), b = std::pow(0.9, 0.2);
@@ -69,12 +56,12 @@ TEST(BatchingTest, TemperatureSampling) {
   EXPECT_NEAR(probs(1e6)[0], 0.5, 1e-5);
   BatcherOptions o;
   o.temperature = 5;
-  TokenBatcher batcher({synthetic(0, 100, 1), synthetic(1, 900, 2)}, o);
+  TokenBatcher batcher({synthetic_examples(0, 100, 1), synthetic_examples(1, 900, 2)}, o);
   int first = 0;
   for (int i = 0; i < 4000; ++i) first += batcher.next().direction[0].item<int64_t>() == 0;
   EXPECT_NEAR(first / 4000.0, a / (a + b), 0.03);
   o.temperature = 0;
-  EXPECT_EQ(testing::error_of([&] { TokenBatcher bad({synthetic(0, 5, 1)}, o); }),
+  EXPECT_EQ(testing::error_of([&] { TokenBatcher bad({synthetic_examples(0, 5, 1)}, o); }),
             "BatcherOptions.temperature must be > 0, got 0");
 }
 
@@ -83,7 +70,7 @@ TEST(BatchingTest, DeterministicAndResumesExactly) {
     BatcherOptions o;
     o.max_tokens = 150;
     o.seed = 9;
-    return TokenBatcher({synthetic(0, 120, 3), synthetic(1, 80, 4)}, o);
+    return TokenBatcher({synthetic_examples(0, 120, 3), synthetic_examples(1, 80, 4)}, o);
   };
   auto a = make(), b = make();
   // Which examples (index) of which direction, not only their shapes: the synthetic tokens repeat.
@@ -104,7 +91,7 @@ TEST(BatchingTest, DeterministicAndResumesExactly) {
 }
 
 TEST(BatchingTest, EvalBatchesKeepOrder) {
-  auto examples = synthetic(0, 50, 5);
+  auto examples = synthetic_examples(0, 50, 5);
   auto batches = make_eval_batches(examples, 100);
   int64_t next = 0;
   for (const auto& b : batches) {

@@ -8,32 +8,19 @@
 #include <thread>
 
 #include "errors.h"
+#include "synthetic_examples.h"
 #include "moe/data/prefetch.h"
 
 namespace moe {
 namespace {
 
-std::vector<Example> synthetic(int64_t direction, int64_t count, uint64_t seed) {
-  std::mt19937 rng(static_cast<uint32_t>(seed));
-  std::vector<Example> out;
-  for (int64_t i = 0; i < count; ++i) {
-    Example e;
-    e.direction = direction;
-    e.index = i;
-    e.source.assign(2 + rng() % 30, 7);
-    e.source.push_back(SentencePieceTokenizer::kEos);
-    e.target.assign(1 + rng() % 40, 9);
-    e.target.push_back(SentencePieceTokenizer::kEos);
-    out.push_back(e);
-  }
-  return out;
-}
+using moe::testing::synthetic_examples;
 
 std::unique_ptr<TokenBatcher> make_batcher() {
   BatcherOptions o;
   o.max_tokens = 150;
   o.seed = 9;
-  return std::make_unique<TokenBatcher>(std::vector<std::vector<Example>>{synthetic(0, 120, 3), synthetic(1, 80, 4)},
+  return std::make_unique<TokenBatcher>(std::vector<std::vector<Example>>{synthetic_examples(0, 120, 3), synthetic_examples(1, 80, 4)},
                                         o);
 }
 
