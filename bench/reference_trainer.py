@@ -304,11 +304,8 @@ def main():
             torch.cuda.synchronize()
 
     losses = torch.zeros((), dtype=torch.float64, device=device)
-    tokens_timed, start, first_loss = 0, None, None
-    for update in range(warmup + updates):
-        if update == warmup:
-            sync()
-            start = time.perf_counter()
+
+    def run_update(update):
         micro = batches[update * u:(update + 1) * u]
         targets = [int(b[2].ne(m["padding_idx"]).sum()) for b in micro]  # host batches: no device read
         total = sum(targets)
@@ -323,10 +320,18 @@ def main():
             task = label_smoothed_loss(logits, tout, m["label_smoothing"], m["padding_idx"])
             loss = task / total + (m["balance_loss_coef"] * aux * share if aux is not None else 0.0)
             loss.backward()
-            losses += task.detach().double()
+            losses.add_(task.detach().double())
         if m["clip_norm"] > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), m["clip_norm"], foreach=True)
         optimizer.step()
+        return total
+
+    tokens_timed, start, first_loss = 0, None, None
+    for update in range(warmup + updates):
+        if update == warmup:
+            sync()
+            start = time.perf_counter()
+        total = run_update(update)
         if update >= warmup:
             tokens_timed += total
         if update == 0:
@@ -336,18 +341,25 @@ def main():
     final = float(losses)
     if not math.isfinite(final):
         sys.exit("reference_trainer: the loss is not finite")
+    # One more update under the profiler, after the timing: its ATen operator calls (nested ones
+    # included, forward, backward and optimizer), as bench_train_throughput counts moe's.
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        run_update(warmup)
+    ops = sum(1 for e in prof.events() if e.name.startswith("aten::"))
     tps = tokens_timed / seconds
     flops = 3.0 * m["forward_flops_per_token"] * tps
     rate = m["moe_train"]["matmul_flops_per_s"]
     name = "pytorch " + ("torch.compile" if args.compile else "eager")
-    print("| trainer | device | variant | parameters | timed updates | mean step ms | target tokens/s | MFU |")
-    print("|---|---|---|---:|---:|---:|---:|---:|")
+    print("| trainer | device | variant | parameters | timed updates | mean step ms | target tokens/s | MFU | "
+          "ATen ops/update |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
     print(f"| {name} | {m['device']} | {m['variant']} | {parameters} | {updates} | "
-          f"{1e3 * seconds / updates:.1f} | {tps:.0f} | {100 * flops / rate:.2f} % |")
+          f"{1e3 * seconds / updates:.1f} | {tps:.0f} | {100 * flops / rate:.2f} % | {ops} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"trainer": name, "target_tokens_per_s": tps, "mean_step_ms": 1e3 * seconds / updates,
-                       "mfu": flops / rate, "parameters": parameters, "first_loss": first_loss,
+                       "mfu": flops / rate, "aten_ops_per_update": ops, "parameters": parameters,
+                       "first_loss": first_loss,
                        "torch": torch.__version__}, f, indent=2)
 
 

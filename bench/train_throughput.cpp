@@ -5,7 +5,9 @@
 // FLOPs per update: 3 x the model's forward FLOPs per token (ParameterCount: 2 per active matmul
 // parameter, the variant's nominal experts per token) x target tokens, the usual estimate of one
 // forward and two backward passes with source and target tokens paired; attention scores are left out,
-// so the figure is a lower bound of the work done.
+// so the figure is a lower bound of the work done. Last column: the ATen operator calls of one steady
+// update (forward, backward, optimizer; counted in a separate short run), the host and launch budget
+// a GPU step pays.
 //
 // --dump-batches DIR also writes what the PyTorch reference (bench/reference_trainer.py) needs to
 // train the same model on the same batches: DIR/batches.bin (every micro-batch of the run, drawn
@@ -15,16 +17,21 @@
 //
 //   bench_train_throughput --config configs/multi30k-gshard.toml --tokenizer.vocab_size 8000
 //   bench_train_throughput --config configs/gpu-multi30k-gshard.toml --data.max_tokens 65536 --updates 30
+#include <ATen/record_function.h>
 #include <torch/cuda.h>
 #include <torch/torch.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -55,6 +62,59 @@ double matmul_rate(const at::Device& device, bool bf16, int64_t n, int reps) {
   }
   std::sort(seconds.begin(), seconds.end());
   return 2.0 * static_cast<double>(n) * static_cast<double>(n) * static_cast<double>(n) / seconds[seconds.size() / 2];
+}
+
+// ATen operator calls (every aten:: op the dispatcher runs, nested ones included, forward and
+// backward): on a GPU each leaf is a kernel launch and each call costs host time, so the count per
+// update is the launch and host budget of a step, measurable on the CPU. Counted through a
+// RecordFunction callback while g_counting is set.
+std::atomic<bool> g_counting{false};
+std::atomic<int64_t> g_ops{0};
+std::mutex g_names_mutex;
+std::map<std::string, int64_t> g_names;  // per operator, with --ops-detail
+
+std::unique_ptr<at::ObserverContext> count_aten_op(const at::RecordFunction& fn) {
+  if (g_counting.load(std::memory_order_relaxed) && std::strncmp(fn.name(), "aten::", 6) == 0) {
+    g_ops.fetch_add(1, std::memory_order_relaxed);
+    std::lock_guard<std::mutex> lock(g_names_mutex);
+    ++g_names[fn.name()];
+  }
+  return nullptr;
+}
+
+// One steady update's ATen calls: a short run of `config` (3 updates, then the 4th counted from the
+// point where the 3rd's loss is ready to the same point of the 4th). Not inside the timed run: the
+// callback slows every call.
+int64_t aten_ops_per_update(moe::RunConfig config) {
+  config.train.max_steps = 5;
+  config.train.validate_every = config.train.checkpoint_every = config.train.stats_every = config.train.log_every = 5;
+  config.run_dir += "-ops";
+  int64_t at_start = 0, at_end = 0;
+  auto handle = at::addGlobalCallback(at::RecordFunctionCallback(&count_aten_op).scopes({at::RecordScope::FUNCTION}));
+  moe::Trainer::update_fault_hook() = [&](int64_t update) {
+    if (update == 3) {
+      g_ops = 0;
+      g_counting = true;
+    }
+    if (update == 4) {
+      at_end = g_ops.load();
+      g_counting = false;
+    }
+    return false;
+  };
+  try {
+    moe::Trainer trainer(config);
+    trainer.train();
+  } catch (...) {
+    moe::Trainer::update_fault_hook() = nullptr;
+    at::removeCallback(handle);
+    std::filesystem::remove_all(config.run_dir);
+    throw;
+  }
+  moe::Trainer::update_fault_hook() = nullptr;
+  at::removeCallback(handle);
+  std::filesystem::remove_all(config.run_dir);
+  return at_end - at_start;
 }
 
 // batches.bin: int64 little-endian; count, then per micro-batch B, S, T, source [B, S],
@@ -152,6 +212,8 @@ int main(int argc, char** argv) {
   app.add_option("--matmul-size", matmul_n, "n of the n x n x n matmul reference (0: 1024 on the CPU, 8192 on CUDA)")
       ->check(CLI::Range(int64_t{0}, int64_t{32768}));
   std::string dump_dir;
+  bool ops_detail = false;
+  app.add_flag("--ops-detail", ops_detail, "also print the ATen operators of one update, most frequent first");
   app.add_option("--dump-batches", dump_dir,
                  "write DIR/batches.bin and DIR/model.json for bench/reference_trainer.py (the same model and batches)");
   try {
@@ -193,22 +255,32 @@ int main(int argc, char** argv) {
     const bool bf16 = t.precision == "bf16" && device.is_cuda();
     const double rate = matmul_rate(device, bf16, matmul_n > 0 ? matmul_n : (device.is_cuda() ? 8192 : 1024), 5);
     const double model_flops = 3.0 * forward_flops * tokens / seconds;
+    const int64_t ops = aten_ops_per_update(config);
+    if (ops_detail) {
+      std::vector<std::pair<int64_t, std::string>> ranked;
+      for (const auto& [name, n] : g_names) ranked.emplace_back(n, name);
+      std::sort(ranked.rbegin(), ranked.rend());
+      std::printf("| ATen operator | calls in one update |\n|---|---:|\n");
+      for (const auto& [n, name] : ranked) std::printf("| %s | %lld |\n", name.c_str(), static_cast<long long>(n));
+      std::printf("\n");
+    }
     std::printf(
         "| device | variant | timed updates | target tokens/update | median step ms | target tokens/s | "
-        "model TFLOP/s | matmul TFLOP/s (%s, measured) | MFU |\n",
+        "model TFLOP/s | matmul TFLOP/s (%s, measured) | MFU | ATen ops/update |\n",
         bf16 ? "bf16" : "fp32");
-    std::printf("|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
-    std::printf("| %s | %s | %zu | %.0f | %.1f | %.0f | %.4f | %.3f | %.2f %% |\n", t.device.c_str(),
+    std::printf("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    std::printf("| %s | %s | %zu | %.0f | %.1f | %.0f | %.4f | %.3f | %.2f %% | %lld |\n", t.device.c_str(),
                 config.model.moe.variant.c_str(), step_ms.size(), tokens / static_cast<double>(step_ms.size()),
                 step_ms[step_ms.size() / 2], tokens / seconds, model_flops / 1e12, rate / 1e12,
-                100.0 * model_flops / rate);
+                100.0 * model_flops / rate, static_cast<long long>(ops));
     if (!dump_dir.empty()) {
       dumped["bench_warmup"] = warmup;  // updates before timing ("warmup" is the learning-rate warm-up)
       dumped["bench_updates"] = updates;
       dumped["moe_train"] = {{"target_tokens_per_s", tokens / seconds},
                              {"median_step_ms", step_ms[step_ms.size() / 2]},
                              {"matmul_flops_per_s", rate},
-                             {"mfu", model_flops / rate}};
+                             {"mfu", model_flops / rate},
+                             {"aten_ops_per_update", ops}};
       std::ofstream((std::filesystem::path(dump_dir) / "model.json").string()) << dumped.dump(2) << "\n";
     }
   } catch (const std::exception& e) {

@@ -137,15 +137,17 @@ void GradientSynchronizer::synchronize() {
 }
 
 at::Tensor GradientSynchronizer::local_squares() const {
-  // Summed on the parameters' device in a fixed order.
   auto device = at::Device(at::kCPU);
   for (const auto* list : {&dense_, &experts_})
     if (!list->empty()) device = list->front().device();
+  // Per-gradient norms in float64 by one multi-tensor call (torch.nn.utils.clip_grad_norm_'s foreach
+  // path: one kernel per dtype on CUDA where a loop over parameters launches ~8 per gradient).
   auto squares = [&](const std::vector<at::Tensor>& params) {
-    at::Tensor total = at::zeros({1}, at::TensorOptions().dtype(at::kDouble).device(device));
+    std::vector<at::Tensor> grads;
     for (const auto& p : params)
-      if (p.grad().defined()) total = total + p.grad().detach().to(at::kDouble).pow(2).sum().to(device).reshape({1});
-    return total;
+      if (p.grad().defined()) grads.push_back(p.grad().detach());
+    if (grads.empty()) return at::zeros({1}, at::TensorOptions().dtype(at::kDouble).device(device));
+    return at::stack(at::_foreach_norm(grads, 2, at::kDouble)).pow(2).sum().reshape({1}).to(device);
   };
   return at::cat({squares(experts_), squares(dense_)});
 }
