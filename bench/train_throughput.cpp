@@ -6,8 +6,8 @@
 // parameter, the variant's nominal experts per token) x target tokens, the usual estimate of one
 // forward and two backward passes with source and target tokens paired; attention scores are left out,
 // so the figure is a lower bound of the work done. Last column: the ATen operator calls of one steady
-// update (forward, backward, optimizer; counted in a separate short run), the host and launch budget
-// a GPU step pays.
+// update made from outside ATen (forward, backward, optimizer; counted in a separate short run), the
+// host and launch budget a GPU step pays.
 //
 // --dump-batches DIR also writes what the PyTorch reference (bench/reference_trainer.py) needs to
 // train the same model on the same batches: DIR/batches.bin (every micro-batch of the run, drawn
@@ -64,22 +64,32 @@ double matmul_rate(const at::Device& device, bool bf16, int64_t n, int reps) {
   return 2.0 * static_cast<double>(n) * static_cast<double>(n) * static_cast<double>(n) / seconds[seconds.size() / 2];
 }
 
-// ATen operator calls (every aten:: op the dispatcher runs, nested ones included, forward and
-// backward): on a GPU each leaf is a kernel launch and each call costs host time, so the count per
-// update is the launch and host budget of a step, measurable on the CPU. Counted through a
-// RecordFunction callback while g_counting is set.
+// ATen operator calls made from outside ATen (the calls moe and LibTorch's autograd engine make;
+// an op's own nested calls are not counted): on a GPU each is at least one kernel launch and costs
+// host time, so the count per update is the launch and host budget of a step, measurable on the
+// CPU. Counted through a RecordFunction callback while g_counting is set; --ops-detail lists them
+// per operator.
 std::atomic<bool> g_counting{false};
 std::atomic<int64_t> g_ops{0};
 std::mutex g_names_mutex;
-std::map<std::string, int64_t> g_names;  // per operator, with --ops-detail
+std::map<std::string, int64_t> g_names;  // per operator (--ops-detail)
+thread_local int t_depth = 0;
 
-std::unique_ptr<at::ObserverContext> count_aten_op(const at::RecordFunction& fn) {
-  if (g_counting.load(std::memory_order_relaxed) && std::strncmp(fn.name(), "aten::", 6) == 0) {
+bool is_aten(const at::RecordFunction& fn) { return std::strncmp(fn.name(), "aten::", 6) == 0; }
+
+std::unique_ptr<at::ObserverContext> enter_aten_op(const at::RecordFunction& fn) {
+  if (!is_aten(fn)) return nullptr;
+  if (g_counting.load(std::memory_order_relaxed) && t_depth == 0) {
     g_ops.fetch_add(1, std::memory_order_relaxed);
     std::lock_guard<std::mutex> lock(g_names_mutex);
     ++g_names[fn.name()];
   }
+  ++t_depth;
   return nullptr;
+}
+
+void leave_aten_op(const at::RecordFunction& fn, at::ObserverContext*) {
+  if (is_aten(fn)) --t_depth;
 }
 
 // One steady update's ATen calls: a short run of `config` (3 updates, then the 4th counted from the
@@ -90,7 +100,8 @@ int64_t aten_ops_per_update(moe::RunConfig config) {
   config.train.validate_every = config.train.checkpoint_every = config.train.stats_every = config.train.log_every = 5;
   config.run_dir += "-ops";
   int64_t at_start = 0, at_end = 0;
-  auto handle = at::addGlobalCallback(at::RecordFunctionCallback(&count_aten_op).scopes({at::RecordScope::FUNCTION}));
+  auto handle = at::addGlobalCallback(
+      at::RecordFunctionCallback(&enter_aten_op, &leave_aten_op).scopes({at::RecordScope::FUNCTION}));
   moe::Trainer::update_fault_hook() = [&](int64_t update) {
     if (update == 3) {
       g_ops = 0;

@@ -79,6 +79,8 @@ Batch collate(const std::vector<const Example*>& examples) {
   auto src = b.source.accessor<int64_t, 2>();
   auto tin = b.target_input.accessor<int64_t, 2>();
   auto tout = b.target_output.accessor<int64_t, 2>();
+  auto direction = b.direction.accessor<int64_t, 1>();  // element writes, not one select + fill_ each
+  auto index = b.index.accessor<int64_t, 1>();
   for (int64_t i = 0; i < B; ++i) {
     const auto& e = *examples[i];
     for (size_t j = 0; j < e.source.size(); ++j) src[i][j] = e.source[j];
@@ -86,8 +88,8 @@ Batch collate(const std::vector<const Example*>& examples) {
       tout[i][j] = e.target[j];
       tin[i][j] = j == 0 ? SentencePieceTokenizer::kBos : e.target[j - 1];
     }
-    b.direction[i] = e.direction;
-    b.index[i] = e.index;
+    direction[i] = e.direction;
+    index[i] = e.index;
     b.num_target_tokens += static_cast<int64_t>(e.target.size());
   }
   b.source_padding = b.source.eq(SentencePieceTokenizer::kPad);

@@ -145,7 +145,7 @@ at::Tensor GradientSynchronizer::local_squares() const {
   auto squares = [&](const std::vector<at::Tensor>& params) {
     std::vector<at::Tensor> grads;
     for (const auto& p : params)
-      if (p.grad().defined()) grads.push_back(p.grad().detach());
+      if (p.grad().defined()) grads.push_back(p.grad());  // no graph behind a gradient: no detach needed
     if (grads.empty()) return at::zeros({1}, at::TensorOptions().dtype(at::kDouble).device(device));
     return at::stack(at::_foreach_norm(grads, 2, at::kDouble)).pow(2).sum().reshape({1}).to(device);
   };
@@ -174,9 +174,11 @@ double GradientSynchronizer::clip(double max_norm) {
 void GradientSynchronizer::clip(double max_norm, double norm) {
   const double coef = max_norm / (norm + 1e-6);
   if (coef >= 1.0) return;
+  std::vector<at::Tensor> grads;  // one multi-tensor call (a kernel per dtype on CUDA), not one per gradient
   for (auto* list : {&dense_, &experts_})
     for (auto& p : *list)
-      if (p.grad().defined()) p.mutable_grad().mul_(coef);
+      if (p.grad().defined()) grads.push_back(p.mutable_grad());
+  if (!grads.empty()) at::_foreach_mul_(grads, at::Scalar(coef));
 }
 
 }  // namespace moe
