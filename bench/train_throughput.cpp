@@ -92,40 +92,41 @@ void leave_aten_op(const at::RecordFunction& fn, at::ObserverContext*) {
   if (is_aten(fn)) --t_depth;
 }
 
-// One steady update's ATen calls: a short run of `config` (3 updates, then the 4th counted from the
-// point where the 3rd's loss is ready to the same point of the 4th). Not inside the timed run: the
+// One steady update's ATen calls: a short run of `config`, counted from the first micro-batch of
+// update 3 (where its loss is ready) to the same point of update 4. Not inside the timed run: the
 // callback slows every call.
 int64_t aten_ops_per_update(moe::RunConfig config) {
   config.train.max_steps = 5;
   config.train.validate_every = config.train.checkpoint_every = config.train.stats_every = config.train.log_every = 5;
   config.run_dir += "-ops";
-  int64_t at_start = 0, at_end = 0;
+  int64_t count = -1;
   auto handle = at::addGlobalCallback(
       at::RecordFunctionCallback(&enter_aten_op, &leave_aten_op).scopes({at::RecordScope::FUNCTION}));
+  struct Cleanup {  // however the run ends
+    at::CallbackHandle handle;
+    std::string run_dir;
+    ~Cleanup() {
+      g_counting = false;
+      moe::Trainer::update_fault_hook() = nullptr;
+      at::removeCallback(handle);
+      std::filesystem::remove_all(run_dir);
+    }
+  } cleanup{handle, config.run_dir};
+  // The hook runs once per micro-batch: the window opens and closes at the first one of its update.
   moe::Trainer::update_fault_hook() = [&](int64_t update) {
-    if (update == 3) {
+    if (update == 3 && !g_counting && count < 0) {
       g_ops = 0;
       g_counting = true;
-    }
-    if (update == 4) {
-      at_end = g_ops.load();
+    } else if (update == 4 && g_counting) {
+      count = g_ops.load();
       g_counting = false;
     }
     return false;
   };
-  try {
-    moe::Trainer trainer(config);
-    trainer.train();
-  } catch (...) {
-    moe::Trainer::update_fault_hook() = nullptr;
-    at::removeCallback(handle);
-    std::filesystem::remove_all(config.run_dir);
-    throw;
-  }
-  moe::Trainer::update_fault_hook() = nullptr;
-  at::removeCallback(handle);
-  std::filesystem::remove_all(config.run_dir);
-  return at_end - at_start;
+  moe::Trainer trainer(config);
+  trainer.train();
+  MOE_CHECK(count >= 0, "counting ATen calls: update 4 never started");
+  return count;
 }
 
 // batches.bin: int64 little-endian; count, then per micro-batch B, S, T, source [B, S],
